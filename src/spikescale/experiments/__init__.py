@@ -1,0 +1,1 @@
+"""Experiments: recipes, run directories and the demo."""

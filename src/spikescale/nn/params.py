@@ -1,0 +1,45 @@
+"""Parameter counting and optimiser parameter groups."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .base import SpikingLayer
+from .timing import TimingFactor
+
+__all__ = ["count_parameters", "param_groups"]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Effective trainable parameters: masked-out weights of DH layers are not counted.
+
+    For a DH-SFNN layer this is ``MN + (2D+1)N``, for a DH-SRNN layer ``MN + N² + (2D+1)N`` (spec §3.1).
+    """
+    counted = set()
+    total = 0
+    for module in model.modules():
+        if isinstance(module, SpikingLayer):
+            total += module.parameter_count()
+            counted.update(id(p) for p in module.parameters())
+    total += sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in counted)
+    return total
+
+
+def param_groups(
+    model: nn.Module, lr: float, *, timing_lr_scale: float = 1.0, weight_decay: float = 0.0
+) -> list[dict]:
+    """Two optimiser groups: ``"weights"`` (everything else, with ``weight_decay``) and ``"timing"``
+    (the parameters of every :class:`TimingFactor`, at ``lr × timing_lr_scale``, no weight decay).
+
+    Groups carry a ``"name"`` key; empty groups are left out.
+    """
+    timing_ids = {
+        id(p) for module in model.modules() if isinstance(module, TimingFactor) for p in module.parameters()
+    }
+    timing = [p for p in model.parameters() if p.requires_grad and id(p) in timing_ids]
+    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in timing_ids]
+    groups = [
+        {"name": "weights", "params": weights, "lr": lr, "weight_decay": weight_decay},
+        {"name": "timing", "params": timing, "lr": lr * timing_lr_scale, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]

@@ -1,0 +1,40 @@
+"""Shared fixtures: a smooth test surrogate that makes spike Functions differentiable for gradcheck."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikescale.functional.surrogate import Surrogate
+
+
+class SmoothSpike(Surrogate):
+    """Test-only surrogate whose forward is ``sigmoid(k·x)`` and whose grad is its exact derivative.
+
+    With it, the hand-written BPTT of every spiking Function computes the true gradient of a smooth
+    function, so ``torch.autograd.gradcheck`` can compare it with finite differences (the Heaviside
+    forward is piecewise constant and has no useful finite-difference gradient).
+    """
+
+    name = "smooth_test"
+    slope = 4.0
+
+    def spike(self, u, threshold, out=None):
+        value = torch.sigmoid(self.slope * (u - threshold))
+        if out is None:
+            return value
+        return out.copy_(value)
+
+    def grad(self, x):
+        s = torch.sigmoid(self.slope * x)
+        return self.slope * s * (1 - s)
+
+
+@pytest.fixture
+def smooth_spike() -> Surrogate:
+    return SmoothSpike()
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(1234)
