@@ -1,0 +1,1 @@
+"""Training: objectives (decoders + losses), regularisers, the trainer and metrics."""
