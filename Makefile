@@ -5,7 +5,9 @@ PYTHON  := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 TORCH   ?= torch==2.13.0
 
-.PHONY: run test bench setup clean
+FMNIST  := /usr/share/datasets/fashion-mnist
+
+.PHONY: run test bench setup clean fashion-mnist
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -19,7 +21,11 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/spikescale demo
 
-test: $(STAMP)
+# Fashion-MNIST from Debian for the image tests; without apt (or root) those tests skip with a reason.
+fashion-mnist:
+	@test -d $(FMNIST) || { command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1; } || echo "note: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"
+
+test: $(STAMP) fashion-mnist
 	$(PYTHON) -m pytest -q
 
 bench: $(STAMP)
