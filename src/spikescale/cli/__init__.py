@@ -8,11 +8,11 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from . import demo
+from . import demo, report, train
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = [demo]
+SUBCOMMANDS = [demo, train, report]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,10 +29,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _TqdmHandler(logging.Handler):
+    """Log lines printed above any progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logger = logging.getLogger("spikescale")
+    logger.handlers[:] = [_TqdmHandler()]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    _configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as err:

@@ -39,6 +39,16 @@ class Batch:
         }
         return replace(self, **moved)
 
+    def head(self, n: int) -> "Batch":
+        """The first ``n`` samples of the batch."""
+        x = self.x[:, :n] if self.x.dim() == 3 else self.x[:n]
+        return Batch(
+            x,
+            self.y[..., :n],
+            None if self.lengths is None else self.lengths[:n],
+            None if self.scored is None else self.scored[:, :n],
+        )
+
     @property
     def size(self) -> int:
         """Number of samples."""

@@ -13,8 +13,9 @@ from typing import Callable, NamedTuple
 from torch import Tensor, nn
 
 from ..data.batch import Batch
+from .losses import DECODERS, decode
 
-__all__ = ["StepResult", "Objective"]
+__all__ = ["StepResult", "Objective", "SequenceObjective"]
 
 
 class StepResult(NamedTuple):
@@ -34,3 +35,31 @@ class StepResult(NamedTuple):
 
 
 Objective = Callable[[nn.Module, Batch], StepResult]
+
+
+class SequenceObjective:
+    """Objective for spiking sequence models: run the model, decode with :func:`~spikescale.train.losses.decode`.
+
+    Args:
+        decoder: ``"per_step"``, ``"sum_softmax"``, ``"mean"`` or ``"spike_count"``.
+        warmup: leading steps ignored by ``sum_softmax`` / ``mean`` (DH-SNN SHD skips the first 11 steps).
+        faithful: the official double softmax where the official code has it.
+    """
+
+    def __init__(self, decoder: str = "sum_softmax", *, warmup: int = 0, faithful: bool = False) -> None:
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; expected one of {DECODERS}")
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {warmup}")
+        self.decoder, self.warmup, self.faithful = decoder, int(warmup), bool(faithful)
+
+    def __call__(self, model: nn.Module, batch: Batch) -> StepResult:
+        out, _ = model(batch.x)
+        loss, correct, count = decode(
+            out, batch.y, self.decoder, lengths=batch.lengths, scored=batch.scored,
+            warmup=self.warmup, faithful=self.faithful,
+        )
+        return StepResult(loss, correct, count, {})
+
+    def __repr__(self) -> str:
+        return f"SequenceObjective(decoder={self.decoder!r}, warmup={self.warmup}, faithful={self.faithful})"

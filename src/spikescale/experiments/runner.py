@@ -1,0 +1,126 @@
+"""Turn a validated recipe into a run directory: data, model, objective, trainer, summary, report.
+
+Run directory layout::
+
+    RUN/config.yaml          resolved recipe (defaults filled in, overrides applied)
+    RUN/versions.json        spikescale, torch, numpy, python versions
+    RUN/metrics.jsonl        one JSON line per epoch
+    RUN/checkpoints/last.pt  written atomically every epoch (resume point); best.pt: selected weights
+    RUN/analysis/*.npz       timing factors before/after, spike raster, gradient flow
+    RUN/summary.json         final numbers; RUN/report.md and RUN/plots/*.png
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import random
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import yaml
+
+from .. import __version__
+from ..nn.params import count_parameters
+from ..report.analysis import gradient_flow, hidden_raster, timing_factors
+from ..report.report import write_report
+from ..train.checkpoint import atomic_write_bytes
+from ..train.objective import SequenceObjective
+from ..train.trainer import TrainConfig, Trainer
+from .config import build_model_from_recipe, expand_grid
+from .sources import build_sources
+
+__all__ = ["run_recipe", "run_variants", "RunExistsError", "seed_everything"]
+
+log = logging.getLogger("spikescale")
+
+
+class RunExistsError(ValueError):
+    """The run directory already holds a run (use ``--resume`` or another ``--out``)."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def _save_arrays(path: Path, arrays: dict) -> None:
+    if arrays:
+        atomic_write_bytes(path, lambda handle: np.savez_compressed(handle, **arrays))
+
+
+def _train_config(recipe: dict, device: Optional[str]) -> TrainConfig:
+    train = recipe["train"]
+    select_on = train["select_on"] or ("test" if train["faithful"] else "valid")
+    keys = ("epochs", "optimizer", "lr", "weight_decay", "eps", "schedule", "step_size", "gamma", "groups", "clip_grad_norm", "progress")
+    return TrainConfig(**{k: train[k] for k in keys}, select_on=select_on, device=device or train["device"])
+
+
+def run_recipe(recipe: dict, run_dir: Path, *, resume: bool = False, device: Optional[str] = None, label: str = "") -> dict:
+    """Train one (grid-free) recipe into ``run_dir``; returns the summary dict."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.yaml").exists() and not resume:
+        raise RunExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and (run_dir / "summary.json").exists():
+        log.info("%s is finished; rebuilding its report", run_dir)
+        write_report(run_dir)
+        return json.loads((run_dir / "summary.json").read_text())
+    if resume and (run_dir / "config.yaml").exists():
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        if saved != recipe:
+            raise RunExistsError(f"{run_dir} was started with a different recipe; refusing to resume it with this one")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_text(run_dir / "config.yaml", yaml.safe_dump(recipe, sort_keys=False))
+    versions = {"spikescale": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    _write_text(run_dir / "versions.json", json.dumps(versions, indent=2))
+
+    seed_everything(recipe["seed"])
+    sources = build_sources(recipe)
+    model = build_model_from_recipe(recipe, sources.in_features, sources.classes)
+    train = recipe["train"]
+    objective = SequenceObjective(train["decoder"], warmup=train["warmup"], faithful=train["faithful"])
+    if not (run_dir / "analysis" / "timing_before.npz").exists():
+        _save_arrays(run_dir / "analysis" / "timing_before.npz", timing_factors(model))
+    trainer = Trainer(model, objective, _train_config(recipe, device), run_dir)
+    log.info("run %s: %s; %d parameters", run_dir, sources.description, count_parameters(model))
+    summary = trainer.fit(sources.train, sources.valid, sources.test, resume=resume)
+    summary.update(params=count_parameters(model), seed=recipe["seed"], recipe=recipe["name"], label=label or recipe["name"])
+
+    # Analyses of the selected model (the report reads only these files).
+    if trainer.best is not None:
+        model.load_state_dict(trainer.best["state"])
+    _save_arrays(run_dir / "analysis" / "timing_after.npz", timing_factors(model))
+    first = next(iter(sources.test.batches(0)))
+    report = recipe["report"]
+    if report["raster_samples"]:
+        _save_arrays(run_dir / "analysis" / "raster.npz", hidden_raster(model, first.head(report["raster_samples"])))
+    if report["gradient_flow"]:
+        flow = gradient_flow(model, first.head(64), train["decoder"], warmup=train["warmup"], faithful=train["faithful"])
+        _save_arrays(run_dir / "analysis" / "gradient_flow.npz", flow)
+    _write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    if report["plots"]:
+        write_report(run_dir)
+    return summary
+
+
+def run_variants(recipe: dict, out: Path, *, resume: bool = False, device: Optional[str] = None) -> list[tuple[Path, dict]]:
+    """Run every grid variant of ``recipe`` under ``out/<name>/<variant>``; returns ``[(run_dir, summary)]``."""
+    results = []
+    base = Path(out) / recipe["name"]
+    for variant, config in expand_grid(recipe):
+        run_dir = base / variant if variant else base
+        label = recipe["name"] + (f" [{_without_seed_label(variant)}]" if _without_seed_label(variant) else "")
+        results.append((run_dir, run_recipe(config, run_dir, resume=resume, device=device, label=label)))
+    return results
+
+
+def _without_seed_label(variant: str) -> str:
+    return ",".join(part for part in variant.split(",") if part and not part.startswith("seed="))

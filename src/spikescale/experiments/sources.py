@@ -1,0 +1,92 @@
+"""Batch sources for the trainer: generated tasks (fresh batches every epoch) and fixed evaluation sets.
+
+Every source is seeded per epoch, so a resumed run sees exactly the batches an uninterrupted run sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import torch
+
+from ..data.batch import Batch
+from ..data.xor import XOR_TASKS
+
+__all__ = ["GeneratedSource", "FixedSource", "DataSources", "build_sources", "DATA_NAMES"]
+
+
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2**63 - 1)
+
+
+class GeneratedSource:
+    """``batches_per_epoch`` fresh batches per epoch from ``task(batch, generator=..., **options)``."""
+
+    def __init__(self, task: Callable, batch_size: int, batches_per_epoch: int, seed: int, options: dict) -> None:
+        self.task, self.batch_size, self.count, self.seed, self.options = task, batch_size, batches_per_epoch, seed, options
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 0))
+        for _ in range(self.count):
+            data = self.task(self.batch_size, generator=generator, **self.options)
+            yield Batch(data.x, data.labels, None, data.scored)
+
+
+class FixedSource:
+    """A fixed list of batches (the same every epoch)."""
+
+    def __init__(self, batches: list[Batch]) -> None:
+        self._batches = batches
+
+    def batches(self, epoch: int) -> list[Batch]:
+        return self._batches
+
+    def __len__(self) -> int:
+        return sum(b.size for b in self._batches)
+
+
+@dataclass
+class DataSources:
+    train: object
+    valid: Optional[object]
+    test: object
+    in_features: int
+    classes: int
+    description: str
+
+
+def _generated(recipe: dict, task: Callable) -> DataSources:
+    data = recipe["data"]
+    seed = recipe["seed"]
+    options = dict(data["options"])
+    try:
+        probe = task(1, generator=torch.Generator().manual_seed(0), **options)
+    except TypeError as err:
+        raise ValueError(f"data.options: {err}") from None
+    eval_batch = data["eval_batch_size"] or data["batch_size"]
+
+    def fixed(stream: int) -> FixedSource:
+        generator = torch.Generator().manual_seed(_epoch_seed(seed, 0, stream))
+        batches, left = [], data["eval_samples"]
+        while left > 0:
+            size = min(eval_batch, left)
+            sample = task(size, generator=generator, **options)
+            batches.append(Batch(sample.x, sample.labels, None, sample.scored))
+            left -= size
+        return FixedSource(batches)
+
+    train = GeneratedSource(task, data["batch_size"], data["batches_per_epoch"], seed, options)
+    description = f"{data['name']} (fresh batches of {data['batch_size']} × {data['batches_per_epoch']} per epoch; fixed valid/test sets of {data['eval_samples']})"
+    return DataSources(train, fixed(1), fixed(2), probe.x.shape[-1], 2, description)
+
+
+DATA_NAMES = sorted(XOR_TASKS)
+
+
+def build_sources(recipe: dict) -> DataSources:
+    """Training, validation and test sources for a validated recipe."""
+    name = recipe["data"]["name"]
+    if name in XOR_TASKS:
+        return _generated(recipe, XOR_TASKS[name])
+    raise ValueError(f"data.name: unknown dataset {name!r}; available: {DATA_NAMES}")

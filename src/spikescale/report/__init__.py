@@ -1,0 +1,1 @@
+"""Run reports: analyses saved into run directories, plots and Markdown reports built from them."""

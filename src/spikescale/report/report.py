@@ -1,0 +1,143 @@
+"""Markdown reports of run directories and tables comparing several runs (mean ± std over seeds)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+import yaml
+
+from .plots import plot_curves, plot_gradient_flow, plot_raster, plot_timing_histograms
+
+__all__ = ["load_run", "write_report", "compare_runs", "RunFiles"]
+
+
+class RunFiles:
+    """The files of one run directory (``config.yaml``, ``metrics.jsonl``, ``summary.json``, ``analysis/``)."""
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+        if not (self.path / "config.yaml").is_file():
+            raise FileNotFoundError(f"{self.path} is not a run directory (no config.yaml)")
+        self.config = yaml.safe_load((self.path / "config.yaml").read_text())
+        metrics = self.path / "metrics.jsonl"
+        self.history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.exists() else []
+        summary = self.path / "summary.json"
+        self.summary = json.loads(summary.read_text()) if summary.exists() else None
+
+    def analysis(self, name: str) -> dict:
+        path = self.path / "analysis" / f"{name}.npz"
+        if not path.exists():
+            return {}
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+
+
+def load_run(path) -> RunFiles:
+    return RunFiles(path)
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def write_report(run_dir) -> Path:
+    """(Re)build ``report.md`` and ``plots/*.png`` of a run directory from its files; returns the report path."""
+    run = RunFiles(run_dir)
+    plots = run.path / "plots"
+    figures = []
+    if run.history:
+        figures.append(("Training curves", plot_curves(run.history, plots / "curves.png")))
+    before, after = run.analysis("timing_before"), run.analysis("timing_after")
+    if before and after:
+        figures.append(("Timing factors before and after training", plot_timing_histograms(before, after, plots / "timing.png")))
+    figures.append(("Hidden spikes of a few test samples", plot_raster(run.analysis("raster"), plots / "raster.png")))
+    figures.append(("Gradient magnitude over time (soma potential vs dendritic currents)", plot_gradient_flow(run.analysis("gradient_flow"), plots / "gradient_flow.png")))
+    lines = [f"# {run.config.get('name', run.path.name)}", ""]
+    if run.config.get("description"):
+        lines += [run.config["description"], ""]
+    if run.summary:
+        lines += ["## Summary", "", "| metric | value |", "|---|---|"]
+        for key, value in run.summary.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}: {_fmt(v, 3)}" for k, v in value.items())
+            lines.append(f"| {key} | {_fmt(value)} |")
+        lines.append("")
+    else:
+        lines += ["*Run not finished: no summary yet.*", ""]
+    if run.history:
+        lines += ["## Epochs", "", "| epoch | train loss | train acc | valid acc | s |", "|---|---|---|---|---|"]
+        for m in run.history:
+            lines.append(f"| {m['epoch']} | {_fmt(m['train_loss'])} | {_fmt(m['train_accuracy'])} | {_fmt(m.get('valid_accuracy'))} | {m['epoch_seconds']:.1f} |")
+        lines.append("")
+    for title, figure in figures:
+        if figure is not None:
+            lines += [f"## {title}", "", f"![{title}]({figure.relative_to(run.path).as_posix()})", ""]
+    lines += ["## Configuration", "", "```yaml", yaml.safe_dump(run.config, sort_keys=False).rstrip(), "```", ""]
+    path = run.path / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _without_seed(config: dict) -> str:
+    config = json.loads(json.dumps(config))
+    config.pop("seed", None)
+    config.pop("name", None)
+    if isinstance(config.get("model"), dict):
+        config["model"].pop("seed", None)
+    return json.dumps(config, sort_keys=True)
+
+
+def _mean_std(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "–"
+    mean = float(np.mean(values))
+    digits = 4 if abs(mean) < 10 else 0
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {float(np.std(values, ddof=1)):.{digits}f}"
+
+
+def _hidden_spikes(summary: dict) -> Optional[float]:
+    spikes = summary.get("spikes_per_neuron") or {}
+    hidden = [v for k, v in spikes.items() if k.startswith("layers.")]
+    return float(np.mean(hidden)) if hidden else None
+
+
+COLUMNS = OrderedDict(
+    [
+        ("test acc", lambda s: s.get("test_accuracy")),
+        ("final test acc", lambda s: s.get("final_test_accuracy")),
+        ("valid acc", lambda s: s.get("valid_accuracy")),
+        ("spikes/neuron (hidden)", _hidden_spikes),
+        ("synops/sample", lambda s: s.get("synops_per_sample")),
+        ("params", lambda s: s.get("params")),
+        ("wall s", lambda s: s.get("wall_seconds")),
+    ]
+)
+
+
+def compare_runs(run_dirs: Iterable) -> str:
+    """A Markdown table of finished runs; runs that differ only by seed are one row (mean ± std, n)."""
+    groups: "OrderedDict[str, list[RunFiles]]" = OrderedDict()
+    for path in run_dirs:
+        run = RunFiles(path)
+        if run.summary is None:
+            continue
+        groups.setdefault(_without_seed(run.config), []).append(run)
+    header = "| run | n | " + " | ".join(COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
+    for runs in groups.values():
+        name = runs[0].summary.get("label") or runs[0].config.get("name", runs[0].path.name)
+        cells = [_mean_std([column(r.summary) for r in runs]) for column in COLUMNS.values()]
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

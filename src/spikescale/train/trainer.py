@@ -1,0 +1,358 @@
+"""The trainer: fit / evaluate any model under an objective, with checkpoints and resumable runs.
+
+One trainer serves every method: it only needs a model, an objective ``objective(model, batch) ->
+StepResult`` and batch sources. Each epoch it trains, evaluates the validation set (and the test set when
+the model is selected on test, as the official DH-SNN scripts do), writes one line of metrics and an
+atomic checkpoint. A run resumed from its last checkpoint ends with the same metrics as an uninterrupted
+run with the same seed (CPU): batch sources are seeded per epoch and the RNG state is checkpointed.
+
+Modules may define hooks that the trainer calls on every sub-module that has them:
+
+* ``on_train_epoch_start(epoch, epochs)`` — before an epoch's first batch (e.g. a σ schedule);
+* ``after_optimizer_step()`` — after every optimiser step (e.g. clamping delay positions).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Protocol, Union
+
+import torch
+from torch import nn
+
+from ..data.batch import Batch
+from ..nn.monitor import SpikeMonitor
+from ..nn.params import param_groups
+from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
+from .objective import Objective
+from .schedules import SCHEDULES, schedule_factor
+
+__all__ = ["TrainConfig", "Trainer", "BatchSource", "TrainingError", "OPTIMIZERS", "SELECTIONS"]
+
+log = logging.getLogger("spikescale")
+
+OPTIMIZERS = ("adam", "adamw")
+SELECTIONS = ("valid", "test", "last")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot continue (e.g. a non-finite loss); the message says where it happened."""
+
+
+class BatchSource(Protocol):
+    """Anything with ``batches(epoch) -> Iterable[Batch]`` (seeded by epoch for reproducibility)."""
+
+    def batches(self, epoch: int) -> Iterable[Batch]: ...
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (all epochs-based; schedules step once per epoch).
+
+    ``groups`` overrides settings of named parameter groups (see :func:`~spikescale.nn.params.param_groups`):
+    ``{"timing": {"lr_scale": 2.0}, "positions": {"lr_scale": 100, "schedule": "cosine"}}``; keys per group:
+    ``lr_scale``, ``schedule``, ``weight_decay``.
+    ``select_on``: the checkpoint kept as "best" — ``"valid"`` (default), ``"test"`` (official DH-SNN
+    practice, with ``faithful``) or ``"last"``.
+    """
+
+    epochs: int = 10
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    schedule: str = "none"
+    step_size: int = 1
+    gamma: float = 0.1
+    groups: dict = field(default_factory=dict)
+    clip_grad_norm: Optional[float] = None
+    select_on: str = "valid"
+    progress: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1 (got {self.epochs})")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS} (got {self.optimizer!r})")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0 (got {self.lr})")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {SCHEDULES} (got {self.schedule!r})")
+        if self.select_on not in SELECTIONS:
+            problems.append(f"select_on must be one of {SELECTIONS} (got {self.select_on!r})")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            problems.append(f"clip_grad_norm must be > 0 or null (got {self.clip_grad_norm})")
+        for name, overrides in self.groups.items():
+            unknown = sorted(set(overrides) - {"lr_scale", "schedule", "weight_decay"})
+            if unknown:
+                problems.append(f"groups.{name}: unknown key(s) {unknown}; allowed: ['lr_scale', 'schedule', 'weight_decay']")
+            if overrides.get("schedule", self.schedule) not in SCHEDULES:
+                problems.append(f"groups.{name}.schedule must be one of {SCHEDULES}")
+        if problems:
+            raise ValueError("invalid training settings: " + "; ".join(problems))
+
+
+def _call_hooks(model: nn.Module, name: str, *args) -> None:
+    for module in model.modules():
+        hook = getattr(module, name, None)
+        if callable(hook):
+            hook(*args)
+
+
+class _Accumulator:
+    """Sums of loss·count, correct, count and extras over batches."""
+
+    def __init__(self) -> None:
+        self.loss = 0.0
+        self.correct = 0.0
+        self.count = 0
+        self.samples = 0
+        self.extras: dict[str, float] = {}
+
+    def add(self, result, samples: int) -> None:
+        self.loss += float(result.loss.detach()) * result.count
+        self.correct += float(result.correct)
+        self.count += result.count
+        self.samples += samples
+        for key, value in result.extras.items():
+            self.extras[key] = self.extras.get(key, 0.0) + float(value)
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        count = max(self.count, 1)
+        out = {f"{prefix}_loss": self.loss / count, f"{prefix}_accuracy": self.correct / count}
+        out.update({f"{prefix}_{k}": v / max(self.samples, 1) for k, v in self.extras.items()})
+        return out
+
+
+class Trainer:
+    """Fit and evaluate ``model`` under ``objective``.
+
+    Args:
+        model: any ``nn.Module`` the objective knows how to run.
+        objective: ``objective(model, batch) -> StepResult``.
+        config: :class:`TrainConfig`.
+        run_dir: where ``metrics.jsonl`` and checkpoints go (nothing is written when ``None``).
+    """
+
+    def __init__(self, model: nn.Module, objective: Objective, config: TrainConfig, run_dir: Optional[Union[str, Path]] = None) -> None:
+        self.config = config
+        self.device = torch.device(config.device)
+        self.model = model.to(self.device)
+        self.objective = objective
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.optimizer, self.scheduler = self._build_optimizer()
+        self.history: list[dict[str, Any]] = []
+        self.best: Optional[dict[str, Any]] = None  # {"epoch", "score", "state"}
+        self.start_epoch = 0
+        self.wall_seconds = 0.0
+
+    # -- optimiser ---------------------------------------------------------------------------------
+    def _build_optimizer(self):
+        cfg = self.config
+        groups = param_groups(self.model, cfg.lr, weight_decay=cfg.weight_decay)
+        known = {g["name"] for g in groups}
+        unknown = sorted(set(cfg.groups) - known)
+        if unknown:
+            raise ValueError(f"train.groups names {unknown} match no parameter group of this model; groups: {sorted(known)}")
+        lambdas = []
+        for group in groups:
+            overrides = cfg.groups.get(group["name"], {})
+            group["lr"] = cfg.lr * float(overrides.get("lr_scale", 1.0))
+            if "weight_decay" in overrides:
+                group["weight_decay"] = float(overrides["weight_decay"])
+            schedule = overrides.get("schedule", cfg.schedule)
+            lambdas.append(schedule_factor(schedule, cfg.epochs, step_size=cfg.step_size, gamma=cfg.gamma))
+        optimiser_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        optimizer = optimiser_cls(groups, lr=cfg.lr, eps=cfg.eps)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+
+    # -- one pass ----------------------------------------------------------------------------------
+    def _batches(self, source, epoch: int) -> Iterable[Batch]:
+        return source.batches(epoch) if hasattr(source, "batches") else source
+
+    def train_epoch(self, source, epoch: int) -> dict[str, float]:
+        self.model.train()
+        _call_hooks(self.model, "on_train_epoch_start", epoch, self.config.epochs)
+        acc = _Accumulator()
+        batches = self._batches(source, epoch)
+        bar = self._progress(batches, f"epoch {epoch + 1}/{self.config.epochs}")
+        for index, batch in enumerate(bar):
+            batch = batch.to(self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            result = self.objective(self.model, batch)
+            if not torch.isfinite(result.loss):
+                raise TrainingError(f"non-finite loss ({float(result.loss.detach())}) at epoch {epoch + 1}, batch {index + 1}")
+            result.loss.backward()
+            if self.config.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
+            self.optimizer.step()
+            _call_hooks(self.model, "after_optimizer_step")
+            acc.add(result, batch.size)
+            if hasattr(bar, "set_postfix") and index % 10 == 0:
+                bar.set_postfix(loss=f"{acc.loss / max(acc.count, 1):.4f}", acc=f"{acc.correct / max(acc.count, 1):.3f}")
+        self.scheduler.step()
+        return acc.metrics("train") | {"train_samples": acc.samples}
+
+    @torch.no_grad()
+    def evaluate(self, source, prefix: str = "test", epoch: int = 0) -> dict[str, Any]:
+        """Loss, accuracy, extras, spikes per neuron per layer and synaptic operations per sample."""
+        self.model.eval()
+        acc = _Accumulator()
+        with SpikeMonitor(self.model) as monitor:
+            for batch in self._batches(source, epoch):
+                batch = batch.to(self.device)
+                monitor.set_lengths(batch.lengths)
+                acc.add(self.objective(self.model, batch), batch.size)
+        stats = monitor.summary()
+        metrics: dict[str, Any] = acc.metrics(prefix)
+        metrics[f"{prefix}_spikes_per_neuron"] = {k: v["spikes_per_neuron"] for k, v in stats.items() if "spikes_per_neuron" in v}
+        metrics[f"{prefix}_synops_per_sample"] = sum(v["synops_per_sample"] for v in stats.values())
+        return metrics
+
+    def _progress(self, iterable, description: str):
+        if not self.config.progress:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=description, leave=False, unit="batch", dynamic_ncols=True)
+
+    # -- fit ---------------------------------------------------------------------------------------
+    def fit(self, train, valid=None, test=None, *, resume: bool = False) -> dict[str, Any]:
+        """Train for ``config.epochs`` epochs; returns the summary (see :meth:`summary`)."""
+        if self.config.select_on == "valid" and valid is None:
+            raise ValueError("select_on='valid' needs a validation source; give one or set select_on to 'test' or 'last'")
+        if self.config.select_on == "test" and test is None:
+            raise ValueError("select_on='test' needs a test source")
+        if resume:
+            self._restore()
+        for epoch in range(self.start_epoch, self.config.epochs):
+            start = time.perf_counter()
+            metrics: dict[str, Any] = {"epoch": epoch + 1}
+            metrics["lr"] = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+            metrics.update(self.train_epoch(train, epoch))
+            train_seconds = time.perf_counter() - start
+            if valid is not None:
+                metrics.update(self.evaluate(valid, "valid", epoch))
+            if self.config.select_on == "test":
+                metrics.update(self.evaluate(test, "test", epoch))
+            seconds = time.perf_counter() - start
+            self.wall_seconds += seconds
+            metrics.update(epoch_seconds=seconds, wall_seconds=self.wall_seconds,
+                           samples_per_second=metrics["train_samples"] / max(train_seconds, 1e-9))
+            self._update_best(metrics, epoch)
+            self.history.append(metrics)
+            self._log_epoch(metrics)
+            self._write_epoch(metrics, epoch)
+        return self.finish(test)
+
+    def _score(self, metrics: dict[str, Any]) -> float:
+        key = {"valid": "valid_accuracy", "test": "test_accuracy"}.get(self.config.select_on)
+        return float(metrics[key]) if key else float(metrics["epoch"])
+
+    def _update_best(self, metrics: dict[str, Any], epoch: int) -> None:
+        score = self._score(metrics)
+        if self.best is None or score > self.best["score"] or self.config.select_on == "last":
+            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.best = {"epoch": epoch + 1, "score": score, "state": state}
+
+    def _log_epoch(self, m: dict[str, Any]) -> None:
+        parts = [f"epoch {m['epoch']}/{self.config.epochs}", f"loss {m['train_loss']:.4f}", f"acc {m['train_accuracy']:.4f}"]
+        for prefix in ("valid", "test"):
+            if f"{prefix}_accuracy" in m:
+                parts.append(f"{prefix} {m[f'{prefix}_accuracy']:.4f}")
+        parts.append(f"{m['epoch_seconds']:.1f} s")
+        log.info("  ".join(parts))
+
+    # -- persistence -------------------------------------------------------------------------------
+    def _checkpoint_payload(self, epoch: int) -> dict[str, Any]:
+        payload = {
+            "format": 1,
+            "epoch": epoch + 1,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history_json": json.dumps(self.history),
+            "wall_seconds": self.wall_seconds,
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if self.best is not None:  # kept inside the same file so that "last" and "best" always agree
+            payload["best"] = {"epoch": self.best["epoch"], "score": self.best["score"], "model": self.best["state"]}
+        if torch.cuda.is_available():
+            payload["rng_cuda"] = torch.cuda.get_rng_state_all()
+        return payload
+
+    def _write_epoch(self, metrics: dict[str, Any], epoch: int) -> None:
+        if self.run_dir is None:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+        if self.best is not None and self.best["epoch"] == epoch + 1:
+            save_checkpoint(self.run_dir / "checkpoints" / "best.pt", {"epoch": epoch + 1, "model": self.best["state"]})
+        save_checkpoint(self.run_dir / "checkpoints" / "last.pt", self._checkpoint_payload(epoch))
+
+    def _restore(self) -> None:
+        if self.run_dir is None:
+            raise ValueError("resume needs a run directory")
+        path = self.run_dir / "checkpoints" / "last.pt"
+        if not path.exists():
+            log.info("no checkpoint in %s: starting from scratch", self.run_dir)
+            return
+        payload = load_checkpoint(path)
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{path} does not match this model/optimiser: {err}") from None
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.history = json.loads(payload["history_json"])
+        self.wall_seconds = float(payload["wall_seconds"])
+        torch.set_rng_state(payload["rng_cpu"])
+        if "rng_cuda" in payload and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(payload["rng_cuda"])
+        self.start_epoch = int(payload["epoch"])
+        if "best" in payload:
+            best = payload["best"]
+            self.best = {"epoch": int(best["epoch"]), "score": float(best["score"]), "state": best["model"]}
+        # metrics.jsonl may hold lines written after the checkpoint (a crash between the two writes)
+        lines = [json.dumps(m) + "\n" for m in self.history]
+        atomic_write_bytes(self.run_dir / "metrics.jsonl", lambda h: h.write("".join(lines).encode()))
+        log.info("resumed from %s after epoch %d", path, self.start_epoch)
+
+    # -- end of training ---------------------------------------------------------------------------
+    def finish(self, test=None) -> dict[str, Any]:
+        """Evaluate the selected and the last model on ``test``; returns the summary dict."""
+        last = self.history[-1] if self.history else {}
+        summary: dict[str, Any] = {
+            "epochs": len(self.history),
+            "train_accuracy": last.get("train_accuracy"),
+            "train_loss": last.get("train_loss"),
+            "wall_seconds": self.wall_seconds,
+            "samples_per_second": (sum(m["train_samples"] for m in self.history) / max(sum(m["epoch_seconds"] for m in self.history), 1e-9)) if self.history else None,
+            "selected_epoch": self.best["epoch"] if self.best else None,
+            "select_on": self.config.select_on,
+        }
+        if self.best is not None and "valid_accuracy" in self.history[self.best["epoch"] - 1]:
+            summary["valid_accuracy"] = self.history[self.best["epoch"] - 1]["valid_accuracy"]
+        if test is not None:
+            final = self.evaluate(test, "test")
+            summary["final_test_accuracy"] = final["test_accuracy"]
+            if self.best is not None:
+                last_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.model.load_state_dict(self.best["state"])
+                selected = self.evaluate(test, "test")
+                self.model.load_state_dict(last_state)
+            else:
+                selected = final
+            summary["test_accuracy"] = selected.pop("test_accuracy")
+            summary["test_loss"] = selected.pop("test_loss")
+            summary["spikes_per_neuron"] = selected.pop("test_spikes_per_neuron")
+            summary["synops_per_sample"] = selected.pop("test_synops_per_sample")
+            summary.update(selected)  # objective extras, e.g. test_silent_fraction
+        return summary

@@ -1,0 +1,35 @@
+import pytest
+
+from spikescale.cli import main
+
+
+def test_recipes_lists_shipped_recipes(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    assert "xor-multiscale-dh2" in out and "xor-delayed-vanilla" in out
+
+
+def test_train_reports_bad_recipe_keys(capsys, tmp_path):
+    assert main(["train", "xor-delayed-dh", "--set", "train.lr_max=3", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "train.lr_max: unknown key" in err
+
+
+def test_train_tiny_run_and_resume(capsys, tmp_path):
+    args = ["train", "xor-delayed-vanilla", "--out", str(tmp_path), "--seed", "3", "--set", "train.epochs=1",
+            "--set", "data.batches_per_epoch=1", "--set", "data.batch_size=16", "--set", "data.eval_samples=16",
+            "--set", "train.progress=false"]
+    assert main(args) == 0
+    assert (tmp_path / "xor-delayed-vanilla" / "summary.json").exists()
+    assert main(args) == 2  # the run directory exists
+    assert "--resume" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0
+
+
+@pytest.mark.slow
+def test_demo_quick_finishes(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "| multi-timescale XOR | DH-SFNN, 2 branches (beneficial init) |" in out
+    assert (tmp_path / "comparison.md").exists()
+    assert (tmp_path / "xor-multiscale-dhsrnn" / "report.md").exists()
