@@ -8,11 +8,11 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from . import demo, report, train
+from . import demo, report, sweep, train
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = [demo, train, report]
+SUBCOMMANDS = [demo, train, report, sweep]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of run directories (default: runs)")
     train.add_argument("--device", choices=["cpu", "cuda"], help="override train.device")
     train.add_argument("--resume", action="store_true", help="continue interrupted runs from their last checkpoint")
+    train.add_argument("--tensorboard", action="store_true", help="also log epoch metrics to <run>/tensorboard")
     train.set_defaults(func=_train)
 
     recipes = sub.add_parser("recipes", help="list the shipped recipes", description="List the recipes shipped with spikescale.")
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     recipe = load_recipe(args.recipe, overrides)
-    results = run_variants(recipe, args.out, resume=args.resume, device=args.device)
+    results = run_variants(recipe, args.out, resume=args.resume, device=args.device, tensorboard=args.tensorboard)
     print(compare_runs([run_dir for run_dir, _ in results]))
     for run_dir, _ in results:
         print(f"report: {run_dir / 'report.md'}")

@@ -39,15 +39,19 @@ class Batch:
         }
         return replace(self, **moved)
 
-    def head(self, n: int) -> "Batch":
-        """The first ``n`` samples of the batch."""
-        x = self.x[:, :n] if self.x.dim() == 3 else self.x[:n]
+    def take(self, samples: slice) -> "Batch":
+        """The samples selected by ``samples`` (a slice over the batch dimension)."""
+        x = self.x[:, samples] if self.x.dim() == 3 else self.x[samples]
         return Batch(
             x,
-            self.y[..., :n],
-            None if self.lengths is None else self.lengths[:n],
-            None if self.scored is None else self.scored[:, :n],
+            self.y[..., samples],
+            None if self.lengths is None else self.lengths[samples],
+            None if self.scored is None else self.scored[:, samples],
         )
+
+    def head(self, n: int) -> "Batch":
+        """The first ``n`` samples of the batch."""
+        return self.take(slice(0, n))
 
     @property
     def size(self) -> int:

@@ -109,7 +109,15 @@ SCHEMA: dict[str, Any] = {
         "gradient_flow": Key(bool, True),
     },
     "grid": Key(dict, {}),
+    "search": {
+        "metric": Key(str, "valid_accuracy"),
+        "direction": Key(str, "maximize", _one_of("maximize", "minimize")),
+        "pruner": Key(str, "median", _one_of("median", "none")),
+        "space": Key(dict, {}),
+    },
 }
+
+SEARCH_TYPES = {"float": {"low", "high", "log"}, "int": {"low", "high", "log", "step"}, "categorical": {"choices"}}
 
 _BUILDER_KEYS = {"kind", "hidden", "readout", "readout_options", "seed"}
 
@@ -199,15 +207,36 @@ def validate(recipe, source: str = "recipe") -> dict:
             problems.append(f"grid.{path}: expected a non-empty list of values")
         elif not _path_exists(recipe, path):
             problems.append(f"grid.{path}: no such key in the recipe schema")
+    _validate_space(recipe, out["search"]["space"], problems)
     if problems:
         raise ConfigError(problems, source)
     return out
 
 
+def _validate_space(recipe: dict, space: dict, problems: list[str]) -> None:
+    """Each ``search.space`` entry: a recipe key path and ``{type: float|int|categorical, ...}``."""
+    for path, spec in space.items():
+        where = f"search.space.{path}"
+        if not _path_exists(recipe, path):
+            problems.append(f"{where}: no such key in the recipe schema")
+        if not isinstance(spec, dict) or spec.get("type") not in SEARCH_TYPES:
+            problems.append(f"{where}: expected a mapping with type one of {sorted(SEARCH_TYPES)}")
+            continue
+        allowed = SEARCH_TYPES[spec["type"]]
+        unknown = sorted(set(spec) - allowed - {"type"})
+        if unknown:
+            problems.append(f"{where}: unknown key(s) {unknown} for type {spec['type']}; allowed: {sorted(allowed)}")
+        if spec["type"] == "categorical":
+            if not isinstance(spec.get("choices"), list) or not spec["choices"]:
+                problems.append(f"{where}.choices: expected a non-empty list")
+        elif not all(isinstance(spec.get(k), (int, float)) and not isinstance(spec.get(k), bool) for k in ("low", "high")) or spec["low"] > spec["high"]:
+            problems.append(f"{where}: needs numbers low <= high")
+
+
 def _path_exists(recipe: dict, path: str) -> bool:
     head, _, rest = path.partition(".")
     if not rest:
-        return head in SCHEMA and head != "grid"
+        return head in SCHEMA and head not in ("grid", "search")
     if head == "model":
         kind = recipe.get("model", {}).get("kind")
         return kind in MODEL_KINDS and rest.split(".")[0] in _model_keys(kind)

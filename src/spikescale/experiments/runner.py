@@ -17,7 +17,7 @@ import logging
 import platform
 import random
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,9 @@ from ..nn.params import count_parameters
 from ..report.analysis import gradient_flow, hidden_raster, timing_factors
 from ..report.report import write_report
 from ..train.checkpoint import atomic_write_bytes
+from ..train.distributed import DistributedContext
 from ..train.objective import SequenceObjective
+from ..train.tracking import TensorBoardCallback
 from ..train.trainer import TrainConfig, Trainer
 from .config import build_model_from_recipe, expand_grid
 from .sources import build_sources
@@ -64,9 +66,22 @@ def _train_config(recipe: dict, device: Optional[str]) -> TrainConfig:
     return TrainConfig(**{k: train[k] for k in keys}, select_on=select_on, device=device or train["device"])
 
 
-def run_recipe(recipe: dict, run_dir: Path, *, resume: bool = False, device: Optional[str] = None, label: str = "") -> dict:
-    """Train one (grid-free) recipe into ``run_dir``; returns the summary dict."""
+def run_recipe(
+    recipe: dict,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    device: Optional[str] = None,
+    label: str = "",
+    callbacks: Sequence = (),
+) -> dict:
+    """Train one (grid-free) recipe into ``run_dir``; returns the summary dict.
+
+    Under ``torchrun`` every process calls this; they train together and only rank 0 writes files.
+    ``callbacks`` are passed to the :class:`~spikescale.train.trainer.Trainer`.
+    """
     run_dir = Path(run_dir)
+    context = DistributedContext.from_env(device or recipe["train"]["device"])
     if (run_dir / "config.yaml").exists() and not resume:
         raise RunExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     if resume and (run_dir / "summary.json").exists():
@@ -77,22 +92,28 @@ def run_recipe(recipe: dict, run_dir: Path, *, resume: bool = False, device: Opt
         saved = yaml.safe_load((run_dir / "config.yaml").read_text())
         if saved != recipe:
             raise RunExistsError(f"{run_dir} was started with a different recipe; refusing to resume it with this one")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_text(run_dir / "config.yaml", yaml.safe_dump(recipe, sort_keys=False))
-    versions = {"spikescale": __version__, "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
-    _write_text(run_dir / "versions.json", json.dumps(versions, indent=2))
+    context.barrier()  # every process has checked the directory before rank 0 writes into it
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_text(run_dir / "config.yaml", yaml.safe_dump(recipe, sort_keys=False))
+        versions = {"spikescale": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                    "python": platform.python_version(), "processes": context.world}
+        _write_text(run_dir / "versions.json", json.dumps(versions, indent=2))
 
     seed_everything(recipe["seed"])
     sources = build_sources(recipe)
     model = build_model_from_recipe(recipe, sources.in_features, sources.classes)
     train = recipe["train"]
     objective = SequenceObjective(train["decoder"], warmup=train["warmup"], faithful=train["faithful"])
-    if not (run_dir / "analysis" / "timing_before.npz").exists():
+    if context.is_main and not (run_dir / "analysis" / "timing_before.npz").exists():
         _save_arrays(run_dir / "analysis" / "timing_before.npz", timing_factors(model))
-    trainer = Trainer(model, objective, _train_config(recipe, device), run_dir)
-    log.info("run %s: %s; %d parameters", run_dir, sources.description, count_parameters(model))
+    trainer = Trainer(model, objective, _train_config(recipe, device), run_dir, callbacks=callbacks, distributed=context)
+    if context.is_main:
+        log.info("run %s: %s; %d parameters", run_dir, sources.description, count_parameters(model))
     summary = trainer.fit(sources.train, sources.valid, sources.test, resume=resume)
     summary.update(params=count_parameters(model), seed=recipe["seed"], recipe=recipe["name"], label=label or recipe["name"])
+    if not context.is_main:
+        return summary
 
     # Analyses of the selected model (the report reads only these files).
     if trainer.best is not None:
@@ -111,14 +132,20 @@ def run_recipe(recipe: dict, run_dir: Path, *, resume: bool = False, device: Opt
     return summary
 
 
-def run_variants(recipe: dict, out: Path, *, resume: bool = False, device: Optional[str] = None) -> list[tuple[Path, dict]]:
-    """Run every grid variant of ``recipe`` under ``out/<name>/<variant>``; returns ``[(run_dir, summary)]``."""
+def run_variants(
+    recipe: dict, out: Path, *, resume: bool = False, device: Optional[str] = None, tensorboard: bool = False
+) -> list[tuple[Path, dict]]:
+    """Run every grid variant of ``recipe`` under ``out/<name>/<variant>``; returns ``[(run_dir, summary)]``.
+
+    ``tensorboard`` also logs the epoch metrics to ``<run>/tensorboard``.
+    """
     results = []
     base = Path(out) / recipe["name"]
     for variant, config in expand_grid(recipe):
         run_dir = base / variant if variant else base
         label = recipe["name"] + (f" [{_without_seed_label(variant)}]" if _without_seed_label(variant) else "")
-        results.append((run_dir, run_recipe(config, run_dir, resume=resume, device=device, label=label)))
+        callbacks = [TensorBoardCallback(run_dir / "tensorboard")] if tensorboard else []
+        results.append((run_dir, run_recipe(config, run_dir, resume=resume, device=device, label=label, callbacks=callbacks)))
     return results
 
 

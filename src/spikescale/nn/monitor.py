@@ -83,6 +83,16 @@ class SpikeMonitor:
 
         return hook
 
+    def reduce(self, sum_fn) -> None:
+        """Combine the totals of several processes: ``sum_fn(list of floats) -> list of floats``."""
+        names = sorted(self.totals)
+        fields = ("spikes", "synops", "samples", "steps")
+        summed = sum_fn([float(self.totals[n][f]) for n in names for f in fields])
+        for k, name in enumerate(names):
+            for j, f in enumerate(fields):
+                self.totals[name][f] = summed[k * len(fields) + j]
+            self.totals[name]["samples"] = int(self.totals[name]["samples"])
+
     def summary(self) -> dict[str, dict[str, float]]:
         """Per layer: ``neurons``, ``synops_per_sample`` and, for spiking layers, ``spikes_per_neuron``
         and ``firing_rate``."""

@@ -96,6 +96,20 @@ def _without_seed(config: dict) -> str:
     return json.dumps(config, sort_keys=True)
 
 
+# Two-sided 95 % quantiles of Student's t for n-1 = 1 … 30 degrees of freedom (1.96 beyond).
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def interval95(values: list[float]) -> float:
+    """Half-width of the 95 % confidence interval of the mean (Student's t), 0 for one value."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    t = _T95[n - 2] if n - 2 < len(_T95) else 1.96
+    return t * float(np.std(values, ddof=1)) / math.sqrt(n)
+
+
 def _mean_std(values: list[float]) -> str:
     values = [v for v in values if v is not None]
     if not values:
@@ -104,7 +118,7 @@ def _mean_std(values: list[float]) -> str:
     digits = 4 if abs(mean) < 10 else 0
     if len(values) == 1:
         return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {float(np.std(values, ddof=1)):.{digits}f}"
+    return f"{mean:.{digits}f} ± {float(np.std(values, ddof=1)):.{digits}f} [±{interval95(values):.{digits}f}]"
 
 
 def _hidden_spikes(summary: dict) -> Optional[float]:
@@ -127,7 +141,8 @@ COLUMNS = OrderedDict(
 
 
 def compare_runs(run_dirs: Iterable) -> str:
-    """A Markdown table of finished runs; runs that differ only by seed are one row (mean ± std, n)."""
+    """A Markdown table of finished runs; runs that differ only by seed are one row: ``mean ± std [±h]`` with
+    ``h`` the half-width of the 95 % confidence interval of the mean, and ``n`` the number of seeds."""
     groups: "OrderedDict[str, list[RunFiles]]" = OrderedDict()
     for path in run_dirs:
         run = RunFiles(path)

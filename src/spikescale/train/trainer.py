@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Protocol, Union
+from typing import Any, Iterable, Optional, Protocol, Sequence, Union
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from ..data.batch import Batch
 from ..nn.monitor import SpikeMonitor
 from ..nn.params import param_groups
 from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
+from .distributed import DistributedContext
 from .objective import Objective
 from .schedules import SCHEDULES, schedule_factor
 
@@ -124,6 +125,13 @@ class _Accumulator:
         for key, value in result.extras.items():
             self.extras[key] = self.extras.get(key, 0.0) + float(value)
 
+    def reduce(self, context: DistributedContext) -> None:
+        """Sum the totals over all processes."""
+        keys = sorted(self.extras)
+        totals = context.sum([self.loss, self.correct, self.count, self.samples] + [self.extras[k] for k in keys])
+        self.loss, self.correct, self.count, self.samples = totals[0], totals[1], int(totals[2]), int(totals[3])
+        self.extras = dict(zip(keys, totals[4:]))
+
     def metrics(self, prefix: str) -> dict[str, float]:
         count = max(self.count, 1)
         out = {f"{prefix}_loss": self.loss / count, f"{prefix}_accuracy": self.correct / count}
@@ -139,14 +147,33 @@ class Trainer:
         objective: ``objective(model, batch) -> StepResult``.
         config: :class:`TrainConfig`.
         run_dir: where ``metrics.jsonl`` and checkpoints go (nothing is written when ``None``).
+        callbacks: objects with an ``on_epoch_end(trainer, metrics)`` method, called after each epoch
+            (e.g. TensorBoard logging, Optuna pruning; a callback may raise to stop training).
+        distributed: rank and world size under ``torchrun`` (see :mod:`spikescale.train.distributed`).
     """
 
-    def __init__(self, model: nn.Module, objective: Objective, config: TrainConfig, run_dir: Optional[Union[str, Path]] = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        config: TrainConfig,
+        run_dir: Optional[Union[str, Path]] = None,
+        *,
+        callbacks: Sequence = (),
+        distributed: DistributedContext = DistributedContext(),
+    ) -> None:
         self.config = config
         self.device = torch.device(config.device)
         self.model = model.to(self.device)
+        self.dist = distributed
+        self.train_model = model
+        if distributed.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" and self.device.index is not None else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.objective = objective
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callbacks = list(callbacks)
+        self.resume_dir = Path(run_dir) if run_dir is not None else None  # every process reads checkpoints
+        self.run_dir = self.resume_dir if distributed.is_main else None  # only rank 0 writes
         self.optimizer, self.scheduler = self._build_optimizer()
         self.history: list[dict[str, Any]] = []
         self.best: Optional[dict[str, Any]] = None  # {"epoch", "score", "state"}
@@ -184,9 +211,9 @@ class Trainer:
         batches = self._batches(source, epoch)
         bar = self._progress(batches, f"epoch {epoch + 1}/{self.config.epochs}")
         for index, batch in enumerate(bar):
-            batch = batch.to(self.device)
+            batch = self.dist.shard(batch.to(self.device))
             self.optimizer.zero_grad(set_to_none=True)
-            result = self.objective(self.model, batch)
+            result = self.objective(self.train_model, batch)
             if not torch.isfinite(result.loss):
                 raise TrainingError(f"non-finite loss ({float(result.loss.detach())}) at epoch {epoch + 1}, batch {index + 1}")
             result.loss.backward()
@@ -198,6 +225,7 @@ class Trainer:
             if hasattr(bar, "set_postfix") and index % 10 == 0:
                 bar.set_postfix(loss=f"{acc.loss / max(acc.count, 1):.4f}", acc=f"{acc.correct / max(acc.count, 1):.3f}")
         self.scheduler.step()
+        acc.reduce(self.dist)
         return acc.metrics("train") | {"train_samples": acc.samples}
 
     @torch.no_grad()
@@ -207,9 +235,11 @@ class Trainer:
         acc = _Accumulator()
         with SpikeMonitor(self.model) as monitor:
             for batch in self._batches(source, epoch):
-                batch = batch.to(self.device)
+                batch = self.dist.shard(batch.to(self.device))
                 monitor.set_lengths(batch.lengths)
                 acc.add(self.objective(self.model, batch), batch.size)
+        acc.reduce(self.dist)
+        monitor.reduce(self.dist.sum)
         stats = monitor.summary()
         metrics: dict[str, Any] = acc.metrics(prefix)
         metrics[f"{prefix}_spikes_per_neuron"] = {k: v["spikes_per_neuron"] for k, v in stats.items() if "spikes_per_neuron" in v}
@@ -248,8 +278,11 @@ class Trainer:
                            samples_per_second=metrics["train_samples"] / max(train_seconds, 1e-9))
             self._update_best(metrics, epoch)
             self.history.append(metrics)
-            self._log_epoch(metrics)
+            if self.dist.is_main:
+                self._log_epoch(metrics)
             self._write_epoch(metrics, epoch)
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, metrics)
         return self.finish(test)
 
     def _score(self, metrics: dict[str, Any]) -> float:
@@ -298,11 +331,11 @@ class Trainer:
         save_checkpoint(self.run_dir / "checkpoints" / "last.pt", self._checkpoint_payload(epoch))
 
     def _restore(self) -> None:
-        if self.run_dir is None:
+        if self.resume_dir is None:
             raise ValueError("resume needs a run directory")
-        path = self.run_dir / "checkpoints" / "last.pt"
+        path = self.resume_dir / "checkpoints" / "last.pt"
         if not path.exists():
-            log.info("no checkpoint in %s: starting from scratch", self.run_dir)
+            log.info("no checkpoint in %s: starting from scratch", self.resume_dir)
             return
         payload = load_checkpoint(path)
         try:
@@ -321,8 +354,9 @@ class Trainer:
             best = payload["best"]
             self.best = {"epoch": int(best["epoch"]), "score": float(best["score"]), "state": best["model"]}
         # metrics.jsonl may hold lines written after the checkpoint (a crash between the two writes)
-        lines = [json.dumps(m) + "\n" for m in self.history]
-        atomic_write_bytes(self.run_dir / "metrics.jsonl", lambda h: h.write("".join(lines).encode()))
+        if self.run_dir is not None:
+            lines = [json.dumps(m) + "\n" for m in self.history]
+            atomic_write_bytes(self.run_dir / "metrics.jsonl", lambda h: h.write("".join(lines).encode()))
         log.info("resumed from %s after epoch %d", path, self.start_epoch)
 
     # -- end of training ---------------------------------------------------------------------------
