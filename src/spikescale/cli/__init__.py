@@ -8,11 +8,11 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from . import demo, report, sweep, train
+from . import demo, export, report, sweep, train
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = [demo, train, report, sweep]
+SUBCOMMANDS = [demo, train, report, sweep, export]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ Run directory layout::
 
     RUN/config.yaml          resolved recipe (defaults filled in, overrides applied)
     RUN/versions.json        spikescale, torch, numpy, python versions
+    RUN/model.json           input width, classes and step length (to rebuild the model from the run)
     RUN/metrics.jsonl        one JSON line per epoch
     RUN/checkpoints/last.pt  written atomically every epoch (resume point); best.pt: selected weights
     RUN/analysis/*.npz       timing factors before/after, spike raster, gradient flow
@@ -35,7 +36,7 @@ from ..train.trainer import TrainConfig, Trainer
 from .config import build_model_from_recipe, expand_grid
 from .sources import build_sources
 
-__all__ = ["run_recipe", "run_variants", "RunExistsError", "seed_everything"]
+__all__ = ["run_recipe", "run_variants", "RunExistsError", "seed_everything", "load_run_model"]
 
 log = logging.getLogger("spikescale")
 
@@ -103,6 +104,9 @@ def run_recipe(
     seed_everything(recipe["seed"])
     sources = build_sources(recipe)
     model = build_model_from_recipe(recipe, sources.in_features, sources.classes)
+    if context.is_main:
+        shape = {"in_features": sources.in_features, "classes": sources.classes, "dt_ms": sources.dt_ms}
+        _write_text(run_dir / "model.json", json.dumps(shape, indent=2))
     train = recipe["train"]
     objective = SequenceObjective(train["decoder"], warmup=train["warmup"], faithful=train["faithful"])
     if context.is_main and not (run_dir / "analysis" / "timing_before.npz").exists():
@@ -151,3 +155,18 @@ def run_variants(
 
 def _without_seed_label(variant: str) -> str:
     return ",".join(part for part in variant.split(",") if part and not part.startswith("seed="))
+
+
+def load_run_model(run_dir: Path, which: str = "best"):
+    """The trained model of a run directory (``which``: ``"best"`` or ``"last"`` checkpoint) and its ``model.json``."""
+    from ..train.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "model.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (needs config.yaml and model.json)")
+    recipe = yaml.safe_load((run_dir / "config.yaml").read_text())
+    shape = json.loads((run_dir / "model.json").read_text())
+    model = build_model_from_recipe(recipe, shape["in_features"], shape["classes"])
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
+    model.load_state_dict(checkpoint["model"])
+    return model.eval(), shape

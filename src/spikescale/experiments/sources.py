@@ -54,6 +54,7 @@ class DataSources:
     in_features: int
     classes: int
     description: str
+    dt_ms: float = 1.0
 
 
 def _generated(recipe: dict, task: Callable) -> DataSources:
