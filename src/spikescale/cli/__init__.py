@@ -51,10 +51,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _configure_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, OSError, KeyError, ImportError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"spikescale {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"spikescale {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"spikescale {args.command}: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130

@@ -100,6 +100,8 @@ SCHEMA: dict[str, Any] = {
         "warmup": Key(int, 0, _non_negative),
         "faithful": Key(bool, False),
         "select_on": Key((str, type(None)), None, lambda v: None if v in (None, "valid", "test", "last") else "must be valid, test, last or null"),
+        "nan_policy": Key(str, "stop", _one_of("stop", "skip")),
+        "deterministic": Key(bool, False),
         "device": Key(str, "cpu"),
         "progress": Key(bool, True),
     },

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import random
 from pathlib import Path
@@ -34,6 +35,7 @@ from ..train.objective import SequenceObjective
 from ..train.tracking import TensorBoardCallback
 from ..train.trainer import TrainConfig, Trainer
 from .config import build_model_from_recipe, expand_grid
+from .rundir import RunLock, check_writable
 from .sources import build_sources
 
 __all__ = ["run_recipe", "run_variants", "RunExistsError", "seed_everything", "load_run_model"]
@@ -63,7 +65,8 @@ def _save_arrays(path: Path, arrays: dict) -> None:
 def _train_config(recipe: dict, device: Optional[str]) -> TrainConfig:
     train = recipe["train"]
     select_on = train["select_on"] or ("test" if train["faithful"] else "valid")
-    keys = ("epochs", "optimizer", "lr", "weight_decay", "eps", "schedule", "step_size", "gamma", "groups", "clip_grad_norm", "progress")
+    keys = ("epochs", "optimizer", "lr", "weight_decay", "eps", "schedule", "step_size", "gamma", "groups", "clip_grad_norm",
+            "nan_policy", "progress")
     return TrainConfig(**{k: train[k] for k in keys}, select_on=select_on, device=device or train["device"])
 
 
@@ -83,6 +86,13 @@ def run_recipe(
     """
     run_dir = Path(run_dir)
     context = DistributedContext.from_env(device or recipe["train"]["device"])
+    if not context.is_main:
+        return _run(recipe, run_dir, resume, device, label, callbacks, context)
+    with RunLock(run_dir):
+        return _run(recipe, run_dir, resume, device, label, callbacks, context)
+
+
+def _run(recipe, run_dir: Path, resume: bool, device, label: str, callbacks, context: DistributedContext) -> dict:
     if (run_dir / "config.yaml").exists() and not resume:
         raise RunExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     if resume and (run_dir / "summary.json").exists():
@@ -102,9 +112,13 @@ def run_recipe(
         _write_text(run_dir / "versions.json", json.dumps(versions, indent=2))
 
     seed_everything(recipe["seed"])
+    if recipe["train"]["deterministic"]:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     sources = build_sources(recipe)
     model = build_model_from_recipe(recipe, sources.in_features, sources.classes)
     if context.is_main:
+        check_writable(run_dir, model)
         shape = {"in_features": sources.in_features, "classes": sources.classes, "dt_ms": sources.dt_ms}
         _write_text(run_dir / "model.json", json.dumps(shape, indent=2))
     train = recipe["train"]

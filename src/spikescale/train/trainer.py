@@ -14,6 +14,7 @@ Modules may define hooks that the trainer calls on every sub-module that has the
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -25,24 +26,34 @@ from typing import Any, Iterable, Optional, Protocol, Sequence, Union
 import torch
 from torch import nn
 
+from .. import __version__
 from ..data.batch import Batch
 from ..nn.monitor import SpikeMonitor
 from ..nn.params import param_groups
 from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
 from .distributed import DistributedContext
+from .guard import InterruptGuard, first_non_finite_gradient, first_non_finite_output, first_non_finite_parameter
 from .objective import Objective
 from .schedules import SCHEDULES, schedule_factor
 
-__all__ = ["TrainConfig", "Trainer", "BatchSource", "TrainingError", "OPTIMIZERS", "SELECTIONS"]
+__all__ = ["TrainConfig", "Trainer", "BatchSource", "TrainingError", "OPTIMIZERS", "SELECTIONS", "NAN_POLICIES", "check_compatible"]
 
 log = logging.getLogger("spikescale")
 
 OPTIMIZERS = ("adam", "adamw")
 SELECTIONS = ("valid", "test", "last")
+NAN_POLICIES = ("stop", "skip")
 
 
 class TrainingError(RuntimeError):
     """Training cannot continue (e.g. a non-finite loss); the message says where it happened."""
+
+
+class _Interrupted(Exception):
+    """Raised at a batch boundary after Ctrl-C/SIGTERM, carrying where the epoch stopped."""
+
+    def __init__(self, epoch: int, batch: int, acc: "_Accumulator", signal_name: str) -> None:
+        self.epoch, self.batch, self.acc, self.signal_name = epoch, batch, acc, signal_name
 
 
 class BatchSource(Protocol):
@@ -60,6 +71,8 @@ class TrainConfig:
     ``lr_scale``, ``schedule``, ``weight_decay``.
     ``select_on``: the checkpoint kept as "best" — ``"valid"`` (default), ``"test"`` (official DH-SNN
     practice, with ``faithful``) or ``"last"``.
+    ``nan_policy``: on a non-finite loss or gradient, ``"stop"`` with an error naming the epoch, batch and
+    the first module/parameter holding the NaN/Inf (the last good checkpoint stays), or ``"skip"`` the batch.
     """
 
     epochs: int = 10
@@ -73,6 +86,7 @@ class TrainConfig:
     groups: dict = field(default_factory=dict)
     clip_grad_norm: Optional[float] = None
     select_on: str = "valid"
+    nan_policy: str = "stop"
     progress: bool = True
     device: str = "cpu"
 
@@ -86,6 +100,8 @@ class TrainConfig:
             problems.append(f"lr must be > 0 (got {self.lr})")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule must be one of {SCHEDULES} (got {self.schedule!r})")
+        if self.nan_policy not in NAN_POLICIES:
+            problems.append(f"nan_policy must be one of {NAN_POLICIES} (got {self.nan_policy!r})")
         if self.select_on not in SELECTIONS:
             problems.append(f"select_on must be one of {SELECTIONS} (got {self.select_on!r})")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
@@ -115,7 +131,17 @@ class _Accumulator:
         self.correct = 0.0
         self.count = 0
         self.samples = 0
+        self.skipped = 0
         self.extras: dict[str, float] = {}
+
+    def state(self) -> dict:
+        return dict(vars(self))
+
+    @classmethod
+    def from_state(cls, state: dict) -> "_Accumulator":
+        acc = cls()
+        acc.__dict__.update(state)
+        return acc
 
     def add(self, result, samples: int) -> None:
         self.loss += float(result.loss.detach()) * result.count
@@ -128,9 +154,10 @@ class _Accumulator:
     def reduce(self, context: DistributedContext) -> None:
         """Sum the totals over all processes."""
         keys = sorted(self.extras)
-        totals = context.sum([self.loss, self.correct, self.count, self.samples] + [self.extras[k] for k in keys])
-        self.loss, self.correct, self.count, self.samples = totals[0], totals[1], int(totals[2]), int(totals[3])
-        self.extras = dict(zip(keys, totals[4:]))
+        totals = context.sum([self.loss, self.correct, self.count, self.samples, self.skipped] + [self.extras[k] for k in keys])
+        self.loss, self.correct = totals[0], totals[1]
+        self.count, self.samples, self.skipped = int(totals[2]), int(totals[3]), int(totals[4])
+        self.extras = dict(zip(keys, totals[5:]))
 
     def metrics(self, prefix: str) -> dict[str, float]:
         count = max(self.count, 1)
@@ -178,7 +205,9 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: Optional[dict[str, Any]] = None  # {"epoch", "score", "state"}
         self.start_epoch = 0
+        self.position: Optional[dict] = None  # where an interrupted epoch stopped (from a checkpoint)
         self.wall_seconds = 0.0
+        self._guard = InterruptGuard()
 
     # -- optimiser ---------------------------------------------------------------------------------
     def _build_optimizer(self):
@@ -204,29 +233,55 @@ class Trainer:
     def _batches(self, source, epoch: int) -> Iterable[Batch]:
         return source.batches(epoch) if hasattr(source, "batches") else source
 
-    def train_epoch(self, source, epoch: int) -> dict[str, float]:
+    def train_epoch(self, source, epoch: int, *, start_batch: int = 0, acc: Optional[_Accumulator] = None) -> dict[str, float]:
+        """One epoch; ``start_batch``/``acc`` continue an epoch interrupted after ``start_batch`` batches."""
         self.model.train()
         _call_hooks(self.model, "on_train_epoch_start", epoch, self.config.epochs)
-        acc = _Accumulator()
-        batches = self._batches(source, epoch)
+        acc = acc or _Accumulator()
+        batches = itertools.islice(self._batches(source, epoch), start_batch, None)
         bar = self._progress(batches, f"epoch {epoch + 1}/{self.config.epochs}")
-        for index, batch in enumerate(bar):
+        for index, batch in enumerate(bar, start=start_batch):
+            if self._guard.requested:
+                raise _Interrupted(epoch, index, acc, self._guard.requested)
             batch = self.dist.shard(batch.to(self.device))
-            self.optimizer.zero_grad(set_to_none=True)
-            result = self.objective(self.train_model, batch)
-            if not torch.isfinite(result.loss):
-                raise TrainingError(f"non-finite loss ({float(result.loss.detach())}) at epoch {epoch + 1}, batch {index + 1}")
-            result.loss.backward()
-            if self.config.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_grad_norm)
-            self.optimizer.step()
-            _call_hooks(self.model, "after_optimizer_step")
+            result = self._train_step(batch, epoch, index)
+            if result is None:
+                acc.skipped += 1
+                continue
             acc.add(result, batch.size)
             if hasattr(bar, "set_postfix") and index % 10 == 0:
                 bar.set_postfix(loss=f"{acc.loss / max(acc.count, 1):.4f}", acc=f"{acc.correct / max(acc.count, 1):.3f}")
         self.scheduler.step()
         acc.reduce(self.dist)
-        return acc.metrics("train") | {"train_samples": acc.samples}
+        return acc.metrics("train") | {"train_samples": acc.samples, "skipped_batches": acc.skipped}
+
+    def _train_step(self, batch: Batch, epoch: int, index: int):
+        """Forward, backward, optimiser step; ``None`` when the batch was skipped (``nan_policy: skip``)."""
+        where = f"epoch {epoch + 1}, batch {index + 1}"
+        self.optimizer.zero_grad(set_to_none=True)
+        try:
+            result = self.objective(self.train_model, batch)
+        except ValueError as err:
+            raise TrainingError(f"{where}: {err}") from err
+        if not torch.isfinite(result.loss.detach()):
+            culprit = first_non_finite_parameter(self.model) or first_non_finite_output(self.model, lambda: self.objective(self.model, batch))
+            return self._non_finite(f"non-finite loss ({float(result.loss.detach())}) at {where}" + (f"; first NaN/Inf in {culprit}" if culprit else ""))
+        result.loss.backward()
+        max_norm = self.config.clip_grad_norm if self.config.clip_grad_norm is not None else math.inf
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if not torch.isfinite(norm):
+            culprit = first_non_finite_parameter(self.model) or f"the gradient of {first_non_finite_gradient(self.model)}"
+            return self._non_finite(f"non-finite gradient at {where}; first NaN/Inf in {culprit}")
+        self.optimizer.step()
+        _call_hooks(self.model, "after_optimizer_step")
+        return result
+
+    def _non_finite(self, message: str) -> None:
+        if self.config.nan_policy == "stop":
+            raise TrainingError(message + " (the last good checkpoint is kept; set train.nan_policy: skip to skip such batches)")
+        log.warning("%s: batch skipped", message)
+        self.optimizer.zero_grad(set_to_none=True)
+        return None
 
     @torch.no_grad()
     def evaluate(self, source, prefix: str = "test", epoch: int = 0) -> dict[str, Any]:
@@ -262,11 +317,25 @@ class Trainer:
             raise ValueError("select_on='test' needs a test source")
         if resume:
             self._restore()
+        with self._guard:
+            try:
+                self._epochs(train, valid, test)
+            except _Interrupted as stop:
+                self._write_checkpoint(stop.epoch, position={"batch": stop.batch, "acc": stop.acc.state()})
+                where = f"epoch {stop.epoch + 1}, after batch {stop.batch}"
+                raise KeyboardInterrupt(f"{stop.signal_name}: stopped at {where}; checkpoint written, continue with --resume") from None
+        return self.finish(test)
+
+    def _epochs(self, train, valid, test) -> None:
         for epoch in range(self.start_epoch, self.config.epochs):
             start = time.perf_counter()
             metrics: dict[str, Any] = {"epoch": epoch + 1}
             metrics["lr"] = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
-            metrics.update(self.train_epoch(train, epoch))
+            position, self.position = self.position, None
+            if position is not None:
+                metrics.update(self.train_epoch(train, epoch, start_batch=position["batch"], acc=_Accumulator.from_state(position["acc"])))
+            else:
+                metrics.update(self.train_epoch(train, epoch))
             train_seconds = time.perf_counter() - start
             if valid is not None:
                 metrics.update(self.evaluate(valid, "valid", epoch))
@@ -283,7 +352,6 @@ class Trainer:
             self._write_epoch(metrics, epoch)
             for callback in self.callbacks:
                 callback.on_epoch_end(self, metrics)
-        return self.finish(test)
 
     def _score(self, metrics: dict[str, Any]) -> float:
         key = {"valid": "valid_accuracy", "test": "test_accuracy"}.get(self.config.select_on)
@@ -304,10 +372,12 @@ class Trainer:
         log.info("  ".join(parts))
 
     # -- persistence -------------------------------------------------------------------------------
-    def _checkpoint_payload(self, epoch: int) -> dict[str, Any]:
+    def _checkpoint_payload(self, completed: int, position: Optional[dict] = None) -> dict[str, Any]:
         payload = {
             "format": 1,
-            "epoch": epoch + 1,
+            "spikescale": __version__,
+            "signature": _signature(self.model),
+            "epoch": completed,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -319,7 +389,13 @@ class Trainer:
             payload["best"] = {"epoch": self.best["epoch"], "score": self.best["score"], "model": self.best["state"]}
         if torch.cuda.is_available():
             payload["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if position is not None:
+            payload["position"] = position
         return payload
+
+    def _write_checkpoint(self, completed: int, position: Optional[dict] = None) -> None:
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir / "checkpoints" / "last.pt", self._checkpoint_payload(completed, position))
 
     def _write_epoch(self, metrics: dict[str, Any], epoch: int) -> None:
         if self.run_dir is None:
@@ -328,7 +404,7 @@ class Trainer:
             handle.write(json.dumps(metrics) + "\n")
         if self.best is not None and self.best["epoch"] == epoch + 1:
             save_checkpoint(self.run_dir / "checkpoints" / "best.pt", {"epoch": epoch + 1, "model": self.best["state"]})
-        save_checkpoint(self.run_dir / "checkpoints" / "last.pt", self._checkpoint_payload(epoch))
+        self._write_checkpoint(epoch + 1)
 
     def _restore(self) -> None:
         if self.resume_dir is None:
@@ -338,6 +414,7 @@ class Trainer:
             log.info("no checkpoint in %s: starting from scratch", self.resume_dir)
             return
         payload = load_checkpoint(path)
+        check_compatible(payload, self.model, path)
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -350,6 +427,7 @@ class Trainer:
         if "rng_cuda" in payload and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["rng_cuda"])
         self.start_epoch = int(payload["epoch"])
+        self.position = payload.get("position")
         if "best" in payload:
             best = payload["best"]
             self.best = {"epoch": int(best["epoch"]), "score": float(best["score"]), "state": best["model"]}
@@ -357,7 +435,8 @@ class Trainer:
         if self.run_dir is not None:
             lines = [json.dumps(m) + "\n" for m in self.history]
             atomic_write_bytes(self.run_dir / "metrics.jsonl", lambda h: h.write("".join(lines).encode()))
-        log.info("resumed from %s after epoch %d", path, self.start_epoch)
+        where = f"epoch {self.start_epoch}" + (f" and {self.position['batch']} batches of the next" if self.position else "")
+        log.info("resumed from %s after %s", path, where)
 
     # -- end of training ---------------------------------------------------------------------------
     def finish(self, test=None) -> dict[str, Any]:
@@ -390,3 +469,22 @@ class Trainer:
             summary["synops_per_sample"] = selected.pop("test_synops_per_sample")
             summary.update(selected)  # objective extras, e.g. test_silent_fraction
         return summary
+
+
+def _signature(model: nn.Module) -> dict[str, list[int]]:
+    return {name: list(t.shape) for name, t in model.state_dict().items()}
+
+
+def check_compatible(payload: dict, model: nn.Module, path) -> None:
+    """Refuse a checkpoint from another spikescale version or for another model shape, saying what differs."""
+    written = payload.get("spikescale")
+    if written != __version__:
+        raise CheckpointError(f"{path} was written by spikescale {written or 'unknown'}, this is spikescale {__version__}; "
+                              "resume with the version that wrote it")
+    saved, current = payload.get("signature", {}), _signature(model)
+    problems = [f"{name} is {saved[name]} in the checkpoint but {current[name]} here" for name in sorted(set(saved) & set(current)) if saved[name] != current[name]]
+    problems += [f"{name} is missing here" for name in sorted(set(saved) - set(current))]
+    problems += [f"{name} is not in the checkpoint" for name in sorted(set(current) - set(saved))]
+    if problems:
+        shown = "; ".join(problems[:6]) + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+        raise CheckpointError(f"{path} holds a different model: {shown}")
