@@ -33,3 +33,33 @@ def test_demo_quick_finishes(tmp_path, capsys):
     assert "| multi-timescale XOR | DH-SFNN, 2 branches (beneficial init) |" in out
     assert (tmp_path / "comparison.md").exists()
     assert (tmp_path / "xor-multiscale-dhsrnn" / "report.md").exists()
+
+
+def test_evaluate_with_changed_data_and_timing_only_fine_tuning(tmp_path, capsys):
+    import json
+
+    base = ["--set", "train.epochs=1", "--set", "data.batches_per_epoch=2", "--set", "data.batch_size=16",
+            "--set", "data.eval_samples=32", "--set", "train.progress=false", "--set", "report.plots=false"]
+    assert main(["train", "xor-delayed-dh", "--out", str(tmp_path)] + base) == 0
+    run = tmp_path / "xor-delayed-dh"
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--set", "data.options={steps: 150, noise: 0.2}"]) == 0
+    noisy = json.loads(capsys.readouterr().out)
+    assert 0.0 <= noisy["test_accuracy"] <= 1.0
+    assert main(["evaluate", str(run), "--set", "train.lr=1"]) == 2
+    # fine-tune only the timing factors, starting from the trained run
+    tuned = tmp_path / "tuned"
+    assert main(["train", "xor-delayed-dh", "--out", str(tuned), "--set", f"train.init_from={run}",
+                 "--set", "train.trainable=timing"] + base) == 0
+    from spikescale.experiments.runner import load_run_model
+
+    before, _ = load_run_model(run)
+    after, _ = load_run_model(tuned / "xor-delayed-dh")
+    assert torch_equal(before.layers[0].weight, after.layers[0].weight)
+    assert not torch_equal(before.layers[0].alpha.raw, after.layers[0].alpha.raw)
+
+
+def torch_equal(a, b):
+    import torch
+
+    return bool(torch.equal(a, b))

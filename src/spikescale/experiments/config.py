@@ -101,6 +101,8 @@ SCHEMA: dict[str, Any] = {
         "faithful": Key(bool, False),
         "select_on": Key((str, type(None)), None, lambda v: None if v in (None, "valid", "test", "last") else "must be valid, test, last or null"),
         "nan_policy": Key(str, "stop", _one_of("stop", "skip")),
+        "init_from": Key((str, type(None)), None),
+        "trainable": Key(str, "all", _one_of("all", "timing")),
         "deterministic": Key(bool, False),
         "device": Key(str, "cpu"),
         "progress": Key(bool, True),

@@ -27,6 +27,7 @@ import yaml
 
 from .. import __version__
 from ..nn.params import count_parameters
+from ..nn.timing import TimingFactor
 from ..report.analysis import gradient_flow, hidden_raster, timing_factors
 from ..report.report import write_report
 from ..train.checkpoint import atomic_write_bytes
@@ -122,6 +123,10 @@ def _run(recipe, run_dir: Path, resume: bool, device, label: str, callbacks, con
         shape = {"in_features": sources.in_features, "classes": sources.classes, "dt_ms": sources.dt_ms}
         _write_text(run_dir / "model.json", json.dumps(shape, indent=2))
     train = recipe["train"]
+    if train["init_from"]:
+        _initialise_from(model, Path(train["init_from"]))
+    if train["trainable"] == "timing":
+        freeze_all_but_timing(model)
     objective = SequenceObjective(train["decoder"], warmup=train["warmup"], faithful=train["faithful"])
     if context.is_main and not (run_dir / "analysis" / "timing_before.npz").exists():
         _save_arrays(run_dir / "analysis" / "timing_before.npz", timing_factors(model))
@@ -169,6 +174,26 @@ def run_variants(
 
 def _without_seed_label(variant: str) -> str:
     return ",".join(part for part in variant.split(",") if part and not part.startswith("seed="))
+
+
+def freeze_all_but_timing(model) -> None:
+    """Train only the timing factors (the DH-SNN generalisation experiment: fine-tune α, β at a new dt)."""
+    timing = {id(p) for m in model.modules() if isinstance(m, TimingFactor) for p in m.parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in timing)
+
+
+def _initialise_from(model, run_dir: Path) -> None:
+    """Load the selected weights of another run (same architecture; e.g. trained at another dt)."""
+    from ..train.checkpoint import CheckpointError, load_checkpoint
+
+    path = run_dir / "checkpoints" / "best.pt"
+    state = load_checkpoint(path)["model"]
+    mismatched = [k for k, v in model.state_dict().items() if k in state and state[k].shape != v.shape]
+    missing = sorted(set(model.state_dict()) ^ set(state))
+    if mismatched or missing:
+        raise CheckpointError(f"train.init_from: {path} holds a different model (differs in {sorted(mismatched + missing)[:6]})")
+    model.load_state_dict(state)
 
 
 def load_run_model(run_dir: Path, which: str = "best"):

@@ -13,7 +13,7 @@ import torch
 from ..data.batch import Batch
 from ..data.xor import XOR_TASKS
 
-__all__ = ["GeneratedSource", "FixedSource", "DataSources", "build_sources", "DATA_NAMES"]
+__all__ = ["GeneratedSource", "FixedSource", "LoaderSource", "DataSources", "build_sources", "DATA_NAMES"]
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -44,6 +44,29 @@ class FixedSource:
 
     def __len__(self) -> int:
         return sum(b.size for b in self._batches)
+
+
+class LoaderSource:
+    """Batches of a map-style dataset of ``(x [T, C], label)`` samples, padded by :func:`collate`.
+
+    Training order is shuffled with a generator seeded by (seed, epoch), so a resumed run sees the same
+    batches; evaluation sources keep the dataset order.
+    """
+
+    def __init__(self, dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int = 0) -> None:
+        self.dataset, self.batch_size, self.shuffle, self.seed, self.num_workers = dataset, batch_size, shuffle, seed, num_workers
+
+    def batches(self, epoch: int):
+        from torch.utils.data import DataLoader
+
+        from ..data.batch import collate
+
+        generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 3))
+        return iter(DataLoader(self.dataset, batch_size=self.batch_size, shuffle=self.shuffle, generator=generator,
+                               num_workers=self.num_workers, collate_fn=collate))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
 
 
 @dataclass
