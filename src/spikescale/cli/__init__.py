@@ -8,11 +8,11 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from . import demo
+from . import data, demo
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = [demo]
+SUBCOMMANDS = [demo, data]
 
 
 def build_parser() -> argparse.ArgumentParser:
