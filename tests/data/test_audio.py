@@ -6,6 +6,7 @@ import torch
 from scipy.io import wavfile
 
 from spikescale.cli import main
+from spikescale.data import audio as audio_module
 from spikescale.data.audio import AudioError, CochlearEncoder, centre_frequencies, encode_files, read_wav, resample
 from spikescale.data.events import EventBinning
 from spikescale.data.heidelberg import SpikeFile, SpikeFileDataset
@@ -97,7 +98,9 @@ def test_crossing_generator_counts_level_crossings():
     assert counts.tolist() == [[0, 0], [1, 2], [2, 0], [0, 1]]
 
 
-def test_batch_encoding_equals_one_by_one():
+@pytest.mark.parametrize("budget", [1 << 23, 4000])  # one generator run, or one per recording
+def test_batch_encoding_equals_one_by_one(budget, monkeypatch):
+    monkeypatch.setattr(audio_module, "_GENERATOR_BUDGET", budget)
     encoder = CochlearEncoder(channels=16, sample_rate=8000)
     clips = [(_tone(500.0, 8000, 0.2), 8000), (_tone(2000.0, 16000, 0.35), 16000), (_tone(300.0, 8000, 0.05), 8000)]
     batch = encoder.encode_batch(clips)
@@ -151,3 +154,16 @@ def test_cli_encode_audio_fsdd_names(tmp_path):
     source = SpikeFile(out)
     assert source.labels.tolist() == [3, 7] and source.speakers.tolist() == [0, 1]
     assert main(["data", "encode-audio", "--in", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+
+
+def test_filters_are_causal_gammatones_with_unit_gain():
+    from spikescale.data.audio import _filter_responses
+
+    size, rate = 1 << 15, 8000
+    responses = _filter_responses(5, 50.0, 2000.0, "erb", rate, size)
+    centres = centre_frequencies(5, 50.0, 2000.0, "erb")
+    bins = np.round(centres * size / rate).astype(int)
+    assert np.allclose(responses[np.arange(5), bins].abs().numpy(), 1.0, atol=0.01)
+    impulse = torch.fft.irfft(responses.to(torch.complex128), n=size).abs()
+    peak = impulse.max(dim=1).values
+    assert (impulse[:, size // 2:].max(dim=1).values < 1e-3 * peak).all()  # < 0.1 % before t = 0 (the wrapped end)

@@ -140,3 +140,17 @@ def test_sample_with_mismatched_times_and_units(tmp_path):
         SpikeFile(path).events(0)
     with pytest.raises(SpikeFileError, match="sample 0 has 3 times but 2 units"):
         SpikeFileDataset(path, EventBinning())
+
+
+def test_cache_built_in_blocks_equals_per_item_binning(shd_file, monkeypatch, tmp_path, write_shd):
+    path, samples, labels, _ = shd_file
+    monkeypatch.setattr(heidelberg_module, "_BLOCK_SAMPLES", 7)
+    binning = EventBinning(dt_ms=3.0, align="first_spike")
+    blocked = SpikeFileDataset(path, binning)
+    direct = SpikeFileDataset(path, binning, cache=False)
+    assert all(torch.equal(blocked[i][0], direct[i][0]) for i in range(len(samples)))
+    bad = list(samples)
+    bad[30] = (np.array([0.5]), np.array([700]))  # one unit too many for 700 channels
+    write_shd(tmp_path / "bad.h5", bad, labels)
+    with pytest.raises(ValueError, match="sample 30 has unit 700"):
+        SpikeFileDataset(tmp_path / "bad.h5", binning)

@@ -3,17 +3,21 @@ r"""Audio → spikes: a cochlear-style encoder whose output is in the SHD schema
 In the spirit of the inner-ear model behind SHD (Cramer et al. 2020), much simplified:
 
 1. **Input**: a WAV file, mixed to mono, resampled to ``sample_rate`` and scaled to peak amplitude 1.
-2. **Basilar membrane**: ``channels`` fourth-order gammatone-like band-pass filters with centre
+2. **Basilar membrane**: ``channels`` fourth-order gammatone band-pass filters with centre
    frequencies :math:`f_c` equally spaced on the ERB-rate scale
    :math:`E(f) = 21.4\log_{10}(1 + 0.00437 f)` (Glasberg & Moore 1990) or on the mel scale
    :math:`m(f) = 2595\log_{10}(1 + f/700)`, between ``f_min`` and ``f_max``; bandwidth
    :math:`b = 1.019\,\mathrm{ERB}(f_c)`, :math:`\mathrm{ERB}(f) = 24.7\,(0.00437 f + 1)` Hz. Each filter is
-   applied in the frequency domain with the response :math:`H(f) = (1 + j(f - f_c)/b)^{-4}` (unit gain at
-   :math:`f_c`) on the positive frequencies, i.e. a real, zero-padded linear filter.
+   applied in the frequency domain (zero-padded FFT) with the spectrum of the impulse response
+   :math:`t^3 e^{-2\pi b t}\cos(2\pi f_c t)`,
+   :math:`H(f) = (1 + j(f - f_c)/b)^{-4} + (1 + j(f + f_c)/b)^{-4}` (gain ≈ 1 at :math:`f_c`), cut at the
+   Nyquist frequency: causal except for the top channels, whose pass band reaches Nyquist and which ring
+   slightly before their peak (≈ 6 % of it at ``f_max = 0.45·sample_rate``).
 3. **Inner hair cell**: half-wave rectification :math:`\max(y, 0)`, mean over each step of ``step_ms``
    (low-pass and decimation), then power-law compression :math:`e_t = \bar y_t^{\,p}` (``compression`` p).
 4. **Spikes**, per channel: a soft-reset LIF (the project's :func:`~spikescale.functional.lif.lif_sequence`)
-   with :math:`u_t = \beta u_{t-1} + (1-\beta)\,g\,e_t - \vartheta s_{t-1}`, :math:`\beta = e^{-\Delta/\tau}`,
+   with :math:`u_t = \beta u_{t-1} + (1-\beta)\,g\,e_t - \vartheta s_{t-1}`, :math:`\beta = e^{-\Delta/\tau}`
+   (:math:`\Delta` = ``step_ms`` rounded to whole samples),
    :math:`s_t = H(u_t - \vartheta)`, :math:`\vartheta = 1`; or level crossing of :math:`g\,e_t` with
    :math:`\delta = 1` (:func:`~spikescale.data.encoders.level_crossing`, upward crossings).
    A spike of step :math:`k` is stamped at the end of its window, :math:`(k+1)\Delta`.
@@ -61,10 +65,11 @@ SCALES = ("erb", "mel")
 SPIKE_MODES = ("lif", "crossing")
 
 # Zero padding after the signal so the filters' decaying tails do not wrap around (the lowest
-# filter, ~50 Hz with a 31 Hz bandwidth, has decayed below 1e-6 after ~60 ms).
+# filter, 50 Hz with a 31 Hz bandwidth, has decayed below 1e-3 of its peak after 80 ms).
 _TAIL_S = 0.08
 _CHANNEL_BLOCK = 128
-_FILE_BATCH = 64  # recordings per spike-generator run in encode_files
+_FILE_BATCH = 64  # recordings read per encode_batch call in encode_files
+_GENERATOR_BUDGET = 1 << 23  # values (steps × recordings × channels) per spike-generator run
 
 
 class AudioError(ValueError):
@@ -218,7 +223,8 @@ class CochlearEncoder:
         drive = self.gain * envelopes
         if self.spikes == "crossing":
             return level_crossing(drive.flatten(1), 1.0, polarity="up").view_as(drive)
-        beta = torch.full((self.channels,), math.exp(-self.step_ms / self.tau_ms))
+        step_ms = 1000.0 * self.hop / self.sample_rate
+        beta = torch.full((self.channels,), math.exp(-step_ms / self.tau_ms))
         zeros = torch.zeros(drive.shape[1], self.channels)
         with torch.no_grad():
             spikes, _ = lif_sequence(drive, LIFState(zeros, zeros), beta, 1.0)
@@ -227,14 +233,24 @@ class CochlearEncoder:
     def encode_batch(self, recordings: Sequence[tuple[np.ndarray, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Events ``(times [n] s, units [n])`` of each ``(mono samples, rate)``, sorted by time.
 
-        The spike generator runs once for the whole batch (envelopes zero-padded to the longest);
-        steps after a recording's end are discarded.
+        Consecutive recordings share one spike-generator run (envelopes zero-padded to the longest,
+        at most ``_GENERATOR_BUDGET`` values per tensor); steps after a recording's end are discarded.
         """
-        envelopes = [self.envelope(resample(samples, rate, self.sample_rate)) for samples, rate in recordings]
+        events, group = [], []
+        for samples, rate in recordings:
+            envelope = self.envelope(resample(samples, rate, self.sample_rate))
+            longest = max([e.shape[0] for e in group] + [envelope.shape[0]])
+            if group and longest * (len(group) + 1) * self.channels > _GENERATOR_BUDGET:
+                events.extend(self._events(group))
+                group = []
+            group.append(envelope)
+        return events + self._events(group) if group else events
+
+    def _events(self, envelopes: list[torch.Tensor]) -> list[tuple[np.ndarray, np.ndarray]]:
         lengths = torch.tensor([e.shape[0] for e in envelopes])
         counts = self.spike_counts(torch.nn.utils.rnn.pad_sequence(envelopes)).transpose(0, 1)  # [B, T, C]
         counts[torch.arange(counts.shape[1])[None, :] >= lengths[:, None]] = 0
-        batch, steps, units = torch.nonzero(counts, as_tuple=True)  # sorted by sample, then time
+        batch, steps, units = torch.nonzero(counts, as_tuple=True)  # sorted by recording, then time
         repeats = counts[batch, steps, units].long()
         steps = torch.repeat_interleave(steps, repeats)
         units = torch.repeat_interleave(units, repeats)
@@ -255,12 +271,21 @@ class CochlearEncoder:
 
 @functools.lru_cache(maxsize=8)
 def _filter_responses(channels: int, f_min: float, f_max: float, scale: str, rate: int, size: int) -> torch.Tensor:
-    """``[channels, size//2 + 1]`` complex responses ``(1 + j d)^-4 = (1 + d²)^-2 · e^{-4j·atan d}``."""
+    """``[channels, size//2 + 1]`` complex responses ``G(f - f_c) + G(f + f_c)``, ``G(ν) = (1 + jν/b)^-4``.
+
+    ``(1 + jν/b)^-4 = (1 + (ν/b)²)^-2 · e^{-4j·atan(ν/b)}``; the sum is the spectrum of the real gammatone
+    ``t³ e^{-2πbt} cos(2π f_c t)`` scaled to gain ≈ 1 at ``f_c``.
+    """
     centres = torch.from_numpy(centre_frequencies(channels, f_min, f_max, scale))
     bandwidth = 1.019 * 24.7 * (0.00437 * centres + 1.0)
     freqs = torch.fft.rfftfreq(size, 1.0 / rate, dtype=torch.float64)
-    detune = (freqs[None, :] - centres[:, None]) / bandwidth[:, None]
-    return torch.polar((1.0 + detune * detune).pow(-2), -4.0 * torch.atan(detune)).to(torch.complex64)
+
+    def pole_cascade(offset: torch.Tensor) -> torch.Tensor:
+        detune = offset / bandwidth[:, None]
+        return torch.polar((1.0 + detune * detune).pow(-2), -4.0 * torch.atan(detune))
+
+    response = pole_cascade(freqs[None, :] - centres[:, None]) + pole_cascade(freqs[None, :] + centres[:, None])
+    return response.to(torch.complex64)
 
 
 def encode_files(

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .cache import atomic_path, cache_root, file_checksum, load_arrays, settings_digest, store_arrays
-from .events import EventBinning, SparseFrames, bin_events, concat_events
+from .events import EventBinning, SparseFrames, bin_events, concat_events, concat_frames
 
 __all__ = [
     "SpikeFileError",
@@ -46,6 +46,7 @@ PathLike = Union[str, Path]
 
 REQUIRED_KEYS = ("spikes/times", "spikes/units", "labels")
 _CACHE_FORMAT = 1
+_BLOCK_SAMPLES = 2048
 
 
 class SpikeFileError(ValueError):
@@ -147,14 +148,18 @@ class SpikeFile:
             raise SpikeFileError(f"{self.path}: sample {index} has {times.size} times but {units.size} units")
         return times, units
 
-    def read_all(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All events concatenated: ``(times, units, offsets [N+1])``."""
+    def read_all(self, start: int = 0, stop: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Events of samples ``start:stop`` (default all) concatenated: ``(times, units, offsets)``."""
         f = self._file()
-        times = self._read(f, "spikes/times")
-        units = self._read(f, "spikes/units")
+        stop = len(self) if stop is None else stop
+        try:
+            times = f["spikes/times"][start:stop]
+            units = f["spikes/units"][start:stop]
+        except (OSError, RuntimeError) as err:
+            raise SpikeFileError(f"{self.path}: cannot read the spikes of samples {start}–{stop - 1} (truncated or corrupt?): {err}") from None
         for i, (t, u) in enumerate(zip(times, units)):
             if t.shape != u.shape:
-                raise SpikeFileError(f"{self.path}: sample {i} has {t.size} times but {u.size} units")
+                raise SpikeFileError(f"{self.path}: sample {start + i} has {t.size} times but {u.size} units")
         return concat_events(list(zip(times, units)))
 
 
@@ -208,7 +213,11 @@ def _build_frames_cache(source: SpikeFile, binning: EventBinning, cache_dir: Opt
     directory = frames_cache_dir(source.path, binning, cache_dir)
     if load_arrays(directory) is None:
         log.info("binning %s (%d samples, dt=%g ms) into %s", source.path, len(source), binning.dt_ms, directory)
-        frames = bin_events(*source.read_all(), binning, source=str(source.path))
+        # Read and bin blocks of samples: peak memory is the output plus one block, not the whole file.
+        frames = concat_frames([
+            bin_events(*source.read_all(a, min(a + _BLOCK_SAMPLES, len(source))), binning, source=str(source.path), first_sample=a)
+            for a in range(0, max(len(source), 1), _BLOCK_SAMPLES)
+        ])
         arrays = {name: getattr(frames, name) for name in ("steps", "chans", "counts", "offsets", "lengths")}
         store_arrays(directory, arrays, {"channels": frames.channels, "binning": binning.key(), "source": str(source.path)})
     return directory

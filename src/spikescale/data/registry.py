@@ -131,7 +131,7 @@ def shd(
     quirks (``t <= i·dt`` bins, channel reversal, unit 0 dropped). Files: ``root`` or
     ``$SPIKESCALE_DATA/shd`` (``spikescale data download shd``).
     """
-    binning = EventBinning(dt_ms, duration_ms, align, pool, binary, faithful, channels=700)
+    binning = EventBinning(dt_ms=dt_ms, duration_ms=duration_ms, align=align, pool=pool, binary=binary, faithful=faithful)
     train, valid, test, data = _heidelberg("shd", root, binning, valid_fraction, seed, cache, cache_dir)
     splits = DataSplits(train, valid, test, binning.out_channels, data.source.classes, dt_ms,
                         f"SHD (Cramer et al. 2020, CC BY 4.0): {_binning_text(binning)}")
@@ -153,7 +153,7 @@ def ssc(
     cache_dir: Optional[PathLike] = None,
 ) -> DataSplits:
     """Spiking Speech Commands with the official train / valid / test files (same binning options as shd)."""
-    binning = EventBinning(dt_ms, duration_ms, align, pool, binary, faithful, channels=700)
+    binning = EventBinning(dt_ms=dt_ms, duration_ms=duration_ms, align=align, pool=pool, binary=binary, faithful=faithful)
     train, valid, test, data = _heidelberg("ssc", root, binning, 0.0, seed, cache, cache_dir)
     splits = DataSplits(train, valid, test, binning.out_channels, data.source.classes, dt_ms,
                         f"SSC (Cramer et al. 2020, CC BY 4.0): {_binning_text(binning)}")
@@ -189,7 +189,7 @@ def fsdd(
     contributors (CC BY-SA 4.0) wherever results on it are shown.
     """
     encoder = _audio_encoder(channels, 8000, scale, spikes, gain, step_ms)
-    binning = EventBinning(dt_ms, duration_ms, align, pool, binary, channels=channels)
+    binning = EventBinning(dt_ms=dt_ms, duration_ms=duration_ms, align=align, pool=pool, binary=binary, channels=channels)
     parts = {
         split: FSDD(split, root, encoder=encoder, binning=binning, valid_fraction=valid_fraction, seed=seed,
                     cache_dir=cache_dir, progress=progress)
@@ -226,7 +226,7 @@ def audio_folder(
 ) -> DataSplits:
     """A folder of ``<class>/*.wav`` (Speech-Commands style lists honoured) through the cochlear encoder."""
     encoder = _audio_encoder(channels, sample_rate, scale, spikes, gain, step_ms)
-    binning = EventBinning(dt_ms, duration_ms, align, pool, binary, channels=channels)
+    binning = EventBinning(dt_ms=dt_ms, duration_ms=duration_ms, align=align, pool=pool, binary=binary, channels=channels)
     parts = {
         split: AudioFolder(root, split, encoder=encoder, binning=binning, valid_fraction=valid_fraction,
                            test_fraction=test_fraction, seed=seed, cache_dir=cache_dir, progress=progress)
