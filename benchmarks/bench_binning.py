@@ -1,6 +1,6 @@
 """Binning benchmark: a generated SHD-sized training file (8,156 samples, ~8,000 events each, 700 units).
 
-Times, on one generated file in the official schema (float16 times sorted per sample, uint16 units):
+Times, on one generated file in the SHD schema (times stored as float16, sorted per sample; uint16 units):
 
 * reading all events from the HDF5 file (``SpikeFile.read_all``),
 * vectorised binning (``bin_events``) at dt = 1 ms (DH-SNN: 1 s, binary; the same with the faithful

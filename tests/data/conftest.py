@@ -35,7 +35,7 @@ def random_samples(count, rng, channels=700, max_events=300, max_time=1.3):
 
 @pytest.fixture
 def shd_file(tmp_path):
-    """A 40-sample SHD-schema file: 2 classes × 4 speakers × 5, float16 times like the official files."""
+    """A 40-sample SHD-schema file: 2 classes × 4 speakers × 5, times stored as float16."""
     rng = np.random.default_rng(5)
     samples = random_samples(40, rng)
     labels = np.repeat([0, 1], 20)
