@@ -61,6 +61,9 @@ def test_noise_goes_to_the_chosen_splits(shd_root):
     assert splits.test[0][0].sum() > clean.test[0][0].sum()
     with pytest.raises(ValueError, match="noise_splits"):
         load_splits("shd", root=shd_root, noise_hz=5.0, noise_splits=["dev"])
+    everywhere = load_splits("shd", root=shd_root, dt_ms=4.0, noise_hz=50.0, noise_splits=["train", "valid", "test"])
+    assert everywhere.train.seed is None and everywhere.test.seed is not None  # augmentation vs fixed evaluation noise
+    assert load_splits("shd", root=shd_root, dt_ms=4.0, noise_hz=5.0, noise_splits="valid").valid.p == pytest.approx(0.02)
 
 
 def test_ssc_uses_the_official_validation_file(tmp_path, write_shd, make_samples):

@@ -7,7 +7,8 @@ raise ``FileNotFoundError`` saying how to get them.
 
 Common options: ``valid_fraction`` / ``seed`` (a seeded validation split carved from the training data,
 stratified by label and, where known, speaker; 0 for none), ``noise_hz`` (Poisson input noise rate
-added to the splits in ``noise_splits``; spike sources only) and ``cache_dir``.
+added to the splits in ``noise_splits``, spike sources only: fixed per sample in valid/test, redrawn at
+every access in train) and ``cache_dir``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class DataSplits:
 def _with_noise(splits: DataSplits, noise_hz: float, noise_splits: Sequence[str], binary: bool, seed: int) -> DataSplits:
     if not noise_hz:
         return splits
+    noise_splits = (noise_splits,) if isinstance(noise_splits, str) else tuple(noise_splits)
     if splits.dt_ms is None:
         raise ValueError("noise_hz needs time-binned spike inputs (this source has no dt_ms)")
     unknown = set(noise_splits) - set(SPLIT_NAMES)
@@ -72,7 +74,8 @@ def _with_noise(splits: DataSplits, noise_hz: float, noise_splits: Sequence[str]
     for offset, name in enumerate(SPLIT_NAMES):
         data = getattr(splits, name)
         if name in noise_splits and data is not None:
-            setattr(splits, name, SpikeNoise(data, p, mode="or" if binary else "add", seed=seed + 7919 * offset))
+            draws = None if name == "train" else seed + 7919 * offset  # fresh per epoch for training, fixed for evaluation
+            setattr(splits, name, SpikeNoise(data, p, mode="or" if binary else "add", seed=draws))
     splits.description += f"; Poisson input noise {noise_hz:g} Hz (p={p:.3g} per bin) on {', '.join(noise_splits)}"
     return splits
 
