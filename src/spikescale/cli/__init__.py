@@ -8,11 +8,11 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from . import demo, evaluate, export, report, sweep, train
+from . import data, demo, evaluate, export, report, sweep, train
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = [demo, train, evaluate, report, sweep, export]
+SUBCOMMANDS = [demo, train, evaluate, report, sweep, export, data]
 
 
 def build_parser() -> argparse.ArgumentParser:

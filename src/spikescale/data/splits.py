@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["stratified_split"]
+__all__ = ["stratified_split", "carve_validation"]
 
 
 def stratified_split(
@@ -30,3 +30,18 @@ def stratified_split(
     valid = np.sort(np.asarray(valid, dtype=np.int64))
     train = np.setdiff1d(np.arange(labels.size), valid)
     return train, valid
+
+
+def carve_validation(
+    train: Sequence[int], labels: Sequence[int], fraction: float, seed: int = 0, groups: Optional[Sequence] = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the sample indices ``train`` of a data set into ``(train, valid)`` indices of that data set.
+
+    ``labels`` (and ``groups``) are indexed by data-set sample; the split is :func:`stratified_split`
+    on the members of ``train`` (by (group, label) when ``groups`` is given).
+    """
+    train = np.asarray(train, dtype=np.int64)
+    labels = np.asarray(labels)[train]
+    sub_groups = None if groups is None else np.asarray(groups)[train]
+    keep, valid = stratified_split(labels, fraction, seed, sub_groups)
+    return train[keep], train[valid]

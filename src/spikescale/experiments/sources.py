@@ -11,6 +11,7 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from ..data.batch import Batch
+from ..data.registry import DATASETS, list_datasets, load_splits
 from ..data.xor import XOR_TASKS
 
 __all__ = ["GeneratedSource", "FixedSource", "LoaderSource", "DataSources", "build_sources", "DATA_NAMES"]
@@ -105,7 +106,31 @@ def _generated(recipe: dict, task: Callable) -> DataSources:
     return DataSources(train, fixed(1), fixed(2), probe.x.shape[-1], 2, description)
 
 
-DATA_NAMES = sorted(XOR_TASKS)
+DATA_NAMES = sorted(XOR_TASKS) + sorted(DATASETS)
+
+
+def _registered(recipe: dict) -> DataSources:
+    """Sources over a dataset of :mod:`spikescale.data.registry` (``data.options`` are its options).
+
+    ``data.valid_fraction`` applies to datasets that carve their validation split from the training data;
+    the split itself is seeded by the dataset's own ``seed`` option (default 0), so runs that differ only
+    by the recipe seed share the same validation samples.
+    """
+    data = recipe["data"]
+    options = dict(data["options"])
+    if "valid_fraction" in list_datasets()[data["name"]] and "valid_fraction" not in options:
+        options["valid_fraction"] = data["valid_fraction"]
+    splits = load_splits(data["name"], **options)
+    eval_batch = data["eval_batch_size"] or data["batch_size"]
+    seed = recipe["seed"]
+
+    def loader(dataset, batch_size: int, shuffle: bool):
+        return None if dataset is None else LoaderSource(dataset, batch_size, shuffle=shuffle, seed=seed, num_workers=data["num_workers"])
+
+    return DataSources(
+        loader(splits.train, data["batch_size"], True), loader(splits.valid, eval_batch, False), loader(splits.test, eval_batch, False),
+        splits.channels, splits.classes, splits.description, splits.dt_ms or 1.0,
+    )
 
 
 def build_sources(recipe: dict) -> DataSources:
@@ -113,4 +138,6 @@ def build_sources(recipe: dict) -> DataSources:
     name = recipe["data"]["name"]
     if name in XOR_TASKS:
         return _generated(recipe, XOR_TASKS[name])
+    if name in DATASETS:
+        return _registered(recipe)
     raise ValueError(f"data.name: unknown dataset {name!r}; available: {DATA_NAMES}")
