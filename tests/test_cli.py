@@ -63,3 +63,18 @@ def torch_equal(a, b):
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_train_on_your_own_arrays(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    series = rng.normal(size=(60, 3, 25)).astype(np.float32)
+    series[labels == 1, 0, 10:15] += 3.0  # class 1: a bump on channel 0
+    np.savez(tmp_path / "my.npz", X_train=series[:40], y_train=labels[:40], X_test=series[40:], y_test=labels[40:])
+    assert main(["train", "arrays", "--set", f"data.path={tmp_path / 'my.npz'}", "--out", str(tmp_path / "runs"),
+                 "--set", "train.epochs=2", "--set", "train.progress=false", "--set", "report.plots=false"]) == 0
+    assert (tmp_path / "runs" / "arrays" / "summary.json").exists()
+    assert main(["train", "arrays", "--out", str(tmp_path / "runs2"), "--set", "train.epochs=1"]) == 2
+    assert "path" in capsys.readouterr().err

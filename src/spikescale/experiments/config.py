@@ -76,6 +76,7 @@ SCHEMA: dict[str, Any] = {
     "seed": Key(int, 0, _non_negative),
     "data": {
         "name": Key(str),
+        "path": Key((str, type(None)), None),
         "batch_size": Key(int, 64, _positive),
         "eval_batch_size": Key((int, type(None)), None),
         "batches_per_epoch": Key(int, 100, _positive),

@@ -112,14 +112,18 @@ DATA_NAMES = sorted(XOR_TASKS) + sorted(DATASETS)
 def _registered(recipe: dict) -> DataSources:
     """Sources over a dataset of :mod:`spikescale.data.registry` (``data.options`` are its options).
 
+    ``data.path`` is passed as the dataset's ``path`` (a file) or ``root`` (a folder) option.
     ``data.valid_fraction`` applies to datasets that carve their validation split from the training data;
     the split itself is seeded by the dataset's own ``seed`` option (default 0), so runs that differ only
     by the recipe seed share the same validation samples.
     """
     data = recipe["data"]
     options = dict(data["options"])
-    if "valid_fraction" in list_datasets()[data["name"]] and "valid_fraction" not in options:
+    accepted = list_datasets()[data["name"]]
+    if "valid_fraction" in accepted and "valid_fraction" not in options:
         options["valid_fraction"] = data["valid_fraction"]
+    if data["path"] is not None:  # data.path: the file (arrays) or folder (everything else) holding the data
+        options["path" if "path" in accepted else "root"] = data["path"]
     splits = load_splits(data["name"], **options)
     eval_batch = data["eval_batch_size"] or data["batch_size"]
     seed = recipe["seed"]
