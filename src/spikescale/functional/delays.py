@@ -51,6 +51,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from . import delay_kernels
 
@@ -283,9 +284,9 @@ def estimate_cost(
     return _SECONDS_PER_MAC["taps"] * pairs * taps * delays_per_synapse * out_steps
 
 
-def choose_method(**shape) -> str:
-    """The cheapest of ``"dense"``, ``"fft"`` and ``"taps"`` for a shape (keywords of :func:`estimate_cost`)."""
-    return min(("taps", "fft", "dense"), key=lambda m: estimate_cost(m, **shape))
+def choose_method(methods: tuple = ("taps", "fft", "dense"), **shape) -> str:
+    """The cheapest of ``methods`` for a shape (keywords of :func:`estimate_cost`)."""
+    return min(methods, key=lambda m: estimate_cost(m, **shape))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -318,15 +319,15 @@ def initial_delay_state(max_delay: int, batch: int, channels: int, device=None, 
 
 def _state_after(state: Optional[DelayState], x: Tensor, out_steps: int, max_delay: int) -> DelayState:
     """State after a sequence: the last K−1 inputs of ``history, x, zeros(extension)``, ``head = 0``."""
-    extra = out_steps - x.shape[0]
-    if state is None:
-        past = x.new_zeros(max_delay - 1, *x.shape[1:])
-    else:
-        past = state.history()
-    parts = [past, x, x.new_zeros(extra, *x.shape[1:])]
-    tail = torch.cat(parts)[-(max_delay - 1):] if max_delay > 1 else x.new_zeros(0, *x.shape[1:])
-    buffer = torch.cat([x.new_zeros(1, *x.shape[1:]), tail])
-    return DelayState(buffer, torch.zeros((), dtype=torch.long, device=x.device))
+    keep = max_delay - 1
+    zeros = min(out_steps - x.shape[0], keep)
+    recent = min(x.shape[0], keep - zeros)
+    older = keep - zeros - recent
+    pieces = [x.new_zeros(1 + (older if state is None else 0), *x.shape[1:])]
+    if state is not None and older:
+        pieces.append(state.history()[keep - older:].to(x.dtype))
+    pieces += [x[x.shape[0] - recent:], x.new_zeros(zeros, *x.shape[1:])]
+    return DelayState(torch.cat(pieces), torch.zeros((), dtype=torch.long, device=x.device))
 
 
 def _extended_input(x: Tensor, state: Optional[DelayState]) -> tuple[Tensor, int]:
@@ -350,10 +351,41 @@ def _fft_core(x_ext: Tensor, lead: int, kernel: Tensor, out_steps: int) -> Tenso
     """``y[t] = Σ_d k[d] x[t − d]`` as a product of real FFTs over time (no wrap-around in the kept steps)."""
     max_delay = kernel.shape[-1]
     n = _fft_size(max(x_ext.shape[0] + max_delay - 1 - lead, out_steps + lead))
-    spectrum_x = torch.fft.rfft(x_ext, n=n, dim=0)  # [F, B, I]
-    spectrum_k = torch.fft.rfft(kernel.permute(2, 0, 1), n=n, dim=0)  # [F, O, I]
-    product = torch.matmul(spectrum_x, spectrum_k.transpose(1, 2))  # [F, B, O]
-    return torch.fft.irfft(product, n=n, dim=0)[lead: lead + out_steps]
+    return _FFTConv.apply(x_ext, kernel, lead, out_steps, n)
+
+
+class _FFTConv(torch.autograd.Function):
+    """Circular convolution of length ``n`` through rfft; both gradients are circular correlations.
+
+    ``dL/dx = irfft(Ḡ · conj(K̂))`` and ``dL/dk = irfft(Ḡᵀ · conj(X̂))`` with ``Ḡ`` the rfft of the output
+    gradient placed at the kept steps. Spectra are made contiguous ``[F, rows, channels]`` so that every
+    product is one batched complex GEMM.
+    """
+
+    @staticmethod
+    def forward(ctx, x_ext, kernel, lead, out_steps, n):
+        spectrum_x = torch.fft.rfft(x_ext, n=n, dim=0).contiguous()  # [F, B, I]
+        spectrum_k = torch.fft.rfft(kernel.permute(2, 0, 1), n=n, dim=0).contiguous()  # [F, O, I]
+        product = torch.bmm(spectrum_x, spectrum_k.transpose(1, 2))  # [F, B, O]
+        ctx.save_for_backward(spectrum_x, spectrum_k)
+        ctx.shape = (x_ext.shape[0], kernel.shape[-1], lead, out_steps, n)
+        return torch.fft.irfft(product, n=n, dim=0)[lead: lead + out_steps].contiguous()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        spectrum_x, spectrum_k = ctx.saved_tensors
+        steps, max_delay, lead, out_steps, n = ctx.shape
+        full = grad_y.new_zeros(n, *grad_y.shape[1:])
+        full[lead: lead + out_steps] = grad_y
+        spectrum_g = torch.fft.rfft(full, n=n, dim=0).contiguous()  # [F, B, O]
+        grad_x = grad_k = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.fft.irfft(torch.bmm(spectrum_g, spectrum_k.conj()), n=n, dim=0)[:steps]
+        if ctx.needs_input_grad[1]:
+            cross = torch.bmm(spectrum_g.transpose(1, 2), spectrum_x.conj())  # [F, O, I]
+            grad_k = torch.fft.irfft(cross, n=n, dim=0)[:max_delay].permute(1, 2, 0)
+        return grad_x, grad_k, None, None, None
 
 
 def kernel_conv(
