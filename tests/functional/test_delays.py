@@ -85,7 +85,7 @@ def test_delay_kernel_sums_copies_and_scales_by_weight():
 # -- convolution semantics -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["dense", "fft", "taps"])
+@pytest.mark.parametrize("method", ["dense", "fourier", "taps"])
 def test_impulse_arrives_after_its_delay(method):
     x = torch.zeros(10, 1, 1, dtype=D)
     x[2, 0, 0] = 1.0
@@ -109,7 +109,7 @@ def test_output_length(length, steps):
 # -- fast paths against the dense-kernel conv -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["fft", "taps"])
+@pytest.mark.parametrize("method", ["fourier", "taps"])
 @pytest.mark.parametrize("interpolation", ["gauss", "linear"])
 @pytest.mark.parametrize("sigma", [12.0, 2.0, 0.23, 0.0])
 @pytest.mark.parametrize("count,length", [(1, "extend"), (2, "same")])
@@ -160,12 +160,12 @@ def test_float32_paths_agree_at_the_benchmark_kernel_size():
     weight, positions = _synapses(out_features=16, in_features=32, max_delay=K, dtype=torch.float32)
     for sigma in (12.0, 0.23):
         ref, _ = fd.delay_conv_reference(x, weight, positions, sigma, K)
-        for method in ("fft", "taps"):
+        for method in ("fourier", "taps"):
             y, _ = fd.delay_conv(x, weight, positions, sigma, K, method=method)
             assert (y - ref).abs().max() <= 1e-4 * ref.abs().max()
 
 
-@pytest.mark.parametrize("method", ["fft", "taps"])
+@pytest.mark.parametrize("method", ["fourier", "taps"])
 def test_gradcheck(method):
     x = torch.randn(6, 2, 3, dtype=D, requires_grad=True)
     weight, positions = _synapses(out_features=2, in_features=3, count=2, max_delay=5)
@@ -187,7 +187,7 @@ def test_gradcheck_with_history():
     assert torch.autograd.gradcheck(run, (torch.randn(4, 2, 3, dtype=D, requires_grad=True), history, weight, positions))
 
 
-@pytest.mark.parametrize("method", ["dense", "fft", "taps"])
+@pytest.mark.parametrize("method", ["dense", "fourier", "taps"])
 def test_chunked_sequence_equals_whole_sequence(method):
     weight, positions = _synapses(max_delay=7)
     x = torch.randn(20, 3, 5, dtype=D)
@@ -203,7 +203,7 @@ def test_chunked_sequence_equals_whole_sequence(method):
 # -- integer delays ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["dense", "fft", "taps"])
+@pytest.mark.parametrize("method", ["dense", "fourier", "taps"])
 def test_integer_mode_equals_the_one_hot_conv(method):
     K = 7
     x = torch.randn(15, 3, 5, dtype=D).requires_grad_()
@@ -230,12 +230,12 @@ def test_integer_mode_gradcheck():
 
 
 @pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
-def test_compiled_kernel_equals_densified_fft_with_history():
+def test_compiled_kernel_equals_densified_fourier_with_history():
     values = torch.randn(6, 4, 2, 3, dtype=D, requires_grad=True)
     start = torch.randint(0, 6, (6, 4, 2))
     x = torch.randn(5 + 11, 3, 4, dtype=D, requires_grad=True)  # 8 history rows
     y = delay_kernels.sparse_tap_conv(x, values, start, 8, 14)
-    ref = fd._fft_core(x, 8, fd._densify(values, start, 9), 14)
+    ref = fd._fourier_core(x, 8, fd._densify(values, start, 9), 14)
     assert torch.allclose(y, ref, atol=1e-12)
     g = torch.randn_like(y)
     for a, b in zip(_grads(y, (x, values), g), _grads(ref, (x, values), g)):

@@ -210,6 +210,43 @@ def test_sigma_schedule_per_step_and_apply():
     assert SigmaSchedule(25, 3).value(0) == 0.23  # E_f = 0: constant σ (the "no schedule" ablation)
 
 
+def _call_hooks(model, name, *args):  # what spikescale's trainer does
+    for module in model.modules():
+        hook = getattr(module, name, None)
+        if callable(hook):
+            hook(*args)
+
+
+def test_trainer_hooks_schedule_sigma_and_clamp_positions():
+    model = build_delay_network(4, [3], 2, max_delay=25)
+    layers = [model.layers[0].delay, model.readout.delay]
+    _call_hooks(model, "on_train_epoch_start", 0, 150)
+    assert [m.sigma.item() for m in layers] == [12.0, 12.0]
+    _call_hooks(model, "on_train_epoch_start", 10, 150)
+    assert layers[0].sigma.item() == pytest.approx(SigmaSchedule(25, 150).value(10))
+    _call_hooks(model, "on_train_epoch_start", 37, 150)
+    assert layers[1].sigma.item() == pytest.approx(0.23)
+    with torch.no_grad():
+        layers[0].positions.add_(30.0)
+    _call_hooks(model, "after_optimizer_step")
+    assert layers[0].positions.max() <= 12
+
+
+def test_per_step_sigma_decay_through_the_hooks_and_a_constant_sigma():
+    layer = DelayedDense(3, 2, 25, sigma_schedule={"steps_per_epoch": 4})
+    layer.on_train_epoch_start(1, 20)  # E_f = 5
+    for _ in range(2):
+        layer.after_optimizer_step()
+    assert layer.sigma.item() == pytest.approx(SigmaSchedule(25, 20, steps_per_epoch=4).value(1, 2))
+    fixed = DelayedDense(3, 2, 25, sigma=0.5, sigma_schedule=False)
+    fixed.on_train_epoch_start(3, 20)
+    assert fixed.sigma.item() == 0.5
+    with pytest.raises(ValueError, match="unknown sigma_schedule option"):
+        DelayedDense(3, 2, 25, sigma_schedule={"decay": 0.9})
+    with pytest.raises(ValueError, match="0 < end <= start"):
+        DelayedDense(3, 2, 25, sigma=0.1)
+
+
 @pytest.mark.parametrize(
     "kwargs,message",
     [

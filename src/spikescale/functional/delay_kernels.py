@@ -13,10 +13,10 @@ with :math:`s_{oiq}` the first delay of synapse (o, i, q). Backward:
 All three are ``O·I·Q·W`` multiply-adds per step and sample, W/K of the dense-kernel convolution's
 work. Signals are laid out channel-major with time and batch flattened (``[C, T·B]``), so a delay is a
 shift of the flat index by a multiple of B and every inner loop is a long contiguous vector loop. The
-kernels are blocked so that a block of accumulators and the source window stay in the L1/L2 caches.
+kernels work on chunks of the flat axis so that accumulators and source windows stay in the caches.
 
 numba is optional: :func:`available` says whether it can be imported; without it
-:mod:`spikescale.functional.delays` computes the same values through a dense kernel and the FFT.
+:mod:`spikescale.functional.delays` computes the same values through a dense kernel and the Fourier path.
 Checked against :func:`spikescale.functional.delays.delay_conv_reference` (values, gradients, gradcheck).
 """
 
@@ -31,7 +31,7 @@ from torch.autograd.function import once_differentiable
 
 __all__ = ["available", "sparse_tap_conv"]
 
-_BLOCK = 8  # destination channels per task
+_BLOCK = 8  # destination channels per task of the correlation
 _CHUNK = 512  # flat (time × batch) positions per task
 
 
@@ -54,29 +54,34 @@ def _kernels():
         # out[c, n] = Σ_{c', q, j} vals[c, c', q, j] · src[c', n + off[c, c', q] + j·step]
         channels, sources, count, taps = vals.shape
         positions = out.shape[1]
-        blocks = (channels + _BLOCK - 1) // _BLOCK
         chunks = (positions + _CHUNK - 1) // _CHUNK
-        for task in prange(blocks * chunks):
-            chunk = task // blocks
-            block = task - chunk * blocks
+        for task in prange(chunks * channels):  # chunk-major: consecutive tasks reuse the source window
+            chunk = task // channels
+            c = task - chunk * channels
             n0 = chunk * _CHUNK
             width = min(_CHUNK, positions - n0)
-            c0 = block * _BLOCK
-            c1 = min(channels, c0 + _BLOCK)
-            acc = np.zeros((_BLOCK, width), dtype=out.dtype)
-            for source in range(sources):
-                row = src[source]
-                for c in range(c0, c1):
-                    target = acc[c - c0]
-                    for q in range(count):
-                        base = off[c, source, q] + n0
-                        for j in range(taps):
-                            a = vals[c, source, q, j]
-                            segment = row[base + j * step: base + j * step + width]
-                            for n in range(width):
-                                target[n] += a * segment[n]
-            for c in range(c0, c1):
-                out[c, n0: n0 + width] = acc[c - c0]
+            acc = out[c, n0: n0 + width]
+            acc[:] = 0.0
+            for q in range(count):
+                for j in range(taps):
+                    shift = j * step + n0
+                    s = 0
+                    while s + 4 <= sources:  # four sources per pass over the accumulator
+                        a0, a1 = vals[c, s, q, j], vals[c, s + 1, q, j]
+                        a2, a3 = vals[c, s + 2, q, j], vals[c, s + 3, q, j]
+                        x0 = src[s, off[c, s, q] + shift:]
+                        x1 = src[s + 1, off[c, s + 1, q] + shift:]
+                        x2 = src[s + 2, off[c, s + 2, q] + shift:]
+                        x3 = src[s + 3, off[c, s + 3, q] + shift:]
+                        for n in range(width):
+                            acc[n] += a0 * x0[n] + a1 * x1[n] + a2 * x2[n] + a3 * x3[n]
+                        s += 4
+                    while s < sources:
+                        a0 = vals[c, s, q, j]
+                        x0 = src[s, off[c, s, q] + shift:]
+                        for n in range(width):
+                            acc[n] += a0 * x0[n]
+                        s += 1
 
     @njit(**options)
     def correlate(grad, src, off, step, out):  # pragma: no cover - compiled
@@ -104,8 +109,14 @@ def _kernels():
                                     total += g[n] * segment[n]
                                 out[c, source, q, j] += total
 
-    numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, max(1, torch.get_num_threads())))
     return gather_accumulate, correlate
+
+
+def _use_torch_threads() -> None:
+    """Run the kernels on as many threads as torch uses (numba keeps its own pool)."""
+    import numba
+
+    numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, max(1, torch.get_num_threads())))
 
 
 def _flat(x: Tensor) -> Tensor:
@@ -173,6 +184,7 @@ def sparse_tap_conv(x_ext: Tensor, values: Tensor, start: Tensor, lead: int, out
     """
     if x_ext.device.type != "cpu":
         raise ValueError(f"the compiled sparse-tap kernels run on CPU tensors, got device {x_ext.device}")
+    _use_torch_threads()
     taps = values.shape[-1]
     span = int(start.max().item()) + taps - 1 if start.numel() else taps - 1
     values = values.to(x_ext.dtype)

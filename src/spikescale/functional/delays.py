@@ -24,8 +24,9 @@ Computation methods, equal up to float rounding and the stated truncation (tests
 
 * ``"dense"`` — the official approach and the reference: build the ``[O, I, K]`` kernel and run
   ``conv1d`` over all K taps (K × the work of a dense layer).
-* ``"fft"`` — real FFT over time, one complex matrix product per frequency, inverse FFT: about
-  :math:`4F/T` dense layers with :math:`F = n/2+1`, :math:`n \ge T+K-1`, whatever σ is.
+* ``"fourier"`` — real DFT over time (``n = T + K − 1`` points, no wrap-around), one complex matrix product
+  per frequency, inverse DFT: about :math:`4F/T` dense layers with :math:`F = n/2+1`, whatever σ is. The
+  transforms are matrix products with cached DFT matrices (GEMMs in the tensors' own layouts).
 * ``"taps"`` — only the W taps per synapse that the interpolation covers: every tap with
   :math:`|d-\delta| < R` is kept, where R makes each dropped tap at most ``tolerance`` × |w| (gauss:
   :math:`R^2 = \tfrac14 + 2s^2 \ln(1/\mathrm{tol})`, W = 6 at σ = 0.23 with tol = 1e-6) or exactly
@@ -38,7 +39,7 @@ Streaming: :func:`delay_step` / :func:`integer_delay_step` keep a ring buffer of
 presynaptic channel (:class:`DelayState`); the sequence functions accept and return the same state, so
 a sequence equals the same steps one by one (fed with zeros for the ``"extend"`` steps).
 
-Devices: CPU and CUDA for ``"dense"``/``"fft"``; ``"taps"`` is compiled for CPU (numba) and falls back
+Devices: CPU and CUDA for ``"dense"``/``"fourier"``; ``"taps"`` is compiled for CPU (numba) and falls back
 to an equal plain-PyTorch computation elsewhere. Autograd: all methods; the sparse-tap kernels have a
 hand-written backward, checked with ``gradcheck`` in float64.
 """
@@ -46,6 +47,7 @@ hand-written backward, checked with ``gradcheck`` in float64.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import NamedTuple, Optional, Union
 
 import torch
@@ -83,7 +85,7 @@ __all__ = [
 
 INTERPOLATIONS = ("gauss", "linear")
 LENGTHS = ("same", "extend")
-METHODS = ("auto", "dense", "fft", "taps")
+METHODS = ("auto", "dense", "fourier", "taps")
 SIGMA_FLOOR = 0.27  # built into the dcls ``gauss`` kernel: σ = 0.23 gives an effective width of 0.5 taps
 NORM_EPS = 1e-7  # added to the tap sum before normalising (dcls)
 DEFAULT_TOLERANCE = 1e-6
@@ -239,52 +241,53 @@ def tap_window(
 # ---------------------------------------------------------------------------------------------------
 # Costs and the automatic choice
 
-# Relative time per multiply-accumulate of each method on CPU, measured with benchmarks/bench_delays.py
-# --calibrate on a 2-core AMD EPYC (Zen 5) with torch 2.13: dense conv1d reaches about 3x the throughput
-# of a 256-wide dense layer's GEMM, the complex GEMM of the FFT path about the same as that GEMM, and
-# the compiled sparse-tap kernel about 1/2 of it. Only ratios matter.
-_SECONDS_PER_MAC = {"dense": 0.33, "fft": 1.0, "taps": 2.0}
-_FFT_OVERHEAD = 6.0  # transforms and copies, in units of (n·log2 n) per channel
+# Time per multiply-add of each method, forward and backward, relative to the forward of the Fourier
+# path; measured on the 256→256 layer of benchmarks/bench_delays.py (T=100, B=64, K=25; one thread of a
+# 2-core AMD EPYC Zen 5, torch 2.13 with MKL, process CPU time). conv1d (oneDNN, AVX-512) runs its K-fold
+# work about 4x faster per multiply-add than the MKL GEMMs of the Fourier path; the compiled sparse-tap
+# kernels are a little slower per multiply-add than those GEMMs forward and about 3x slower backward.
+_TIME_PER_MAC = {"dense": (0.27, 0.7), "fourier": (1.0, 1.06), "taps": (1.17, 3.2)}
 
 
-def _fft_size(length: int) -> int:
-    """Smallest n ≥ length whose prime factors are 2, 3 and 5 (fast for pocketfft and cuFFT)."""
-    n = max(1, length)
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
+def _macs(method: str, steps: int, batch: int, in_features: int, out_features: int, max_delay: int,
+          taps: int, length: str, delays_per_synapse: int) -> float:
+    """Forward multiply-adds of one delay convolution."""
+    out_steps = output_length(steps, max_delay, length)
+    pairs = in_features * out_features * batch
+    if method == "dense":
+        return pairs * max_delay * out_steps
+    if method == "taps":
+        return pairs * taps * delays_per_synapse * out_steps
+    freqs = (steps + max_delay - 1) // 2 + 1
+    transforms = 2 * freqs * (steps * batch * in_features + max_delay * in_features * out_features + out_steps * batch * out_features)
+    return 4 * freqs * pairs + transforms
 
 
 def estimate_cost(
     method: str, *, steps: int, batch: int, in_features: int, out_features: int, max_delay: int,
-    taps: int, length: str = "extend", delays_per_synapse: int = 1,
+    taps: int, length: str = "extend", delays_per_synapse: int = 1, training: bool = True,
 ) -> float:
-    """Estimated forward time of one delay convolution (arbitrary unit; backward scales the same way).
+    """Estimated time of one delay convolution, forward (and backward when ``training``), arbitrary unit.
 
-    ``taps`` is the window width W of the ``"taps"`` method (1 for integer delays). Without the compiled
-    kernels ``"taps"`` runs as a dense kernel through the FFT and costs a little more than ``"fft"``.
+    Multiply-adds × the method's relative time per multiply-add. ``taps`` is the window width W of the
+    ``"taps"`` method (1 for integer delays); without the compiled kernels ``"taps"`` runs as a dense
+    kernel through the Fourier path and costs a little more than ``"fourier"``.
     """
     _check_choice(method, METHODS[1:], "delay method")
-    out_steps = output_length(steps, max_delay, length)
-    pairs = in_features * out_features * batch
-    if method == "dense":
-        return _SECONDS_PER_MAC["dense"] * pairs * max_delay * out_steps
-    n = _fft_size(steps + max_delay - 1)
-    fft = _SECONDS_PER_MAC["fft"] * 4 * (n // 2 + 1) * pairs
-    fft += _FFT_OVERHEAD * n * math.log2(n) * ((in_features + out_features) * batch + in_features * out_features)
-    if method == "fft":
-        return fft
-    if not delay_kernels.available():
-        return 1.01 * fft
-    return _SECONDS_PER_MAC["taps"] * pairs * taps * delays_per_synapse * out_steps
+    if method == "taps" and not delay_kernels.available():
+        return 1.01 * estimate_cost("fourier", steps=steps, batch=batch, in_features=in_features,
+                                    out_features=out_features, max_delay=max_delay, taps=taps, length=length,
+                                    delays_per_synapse=delays_per_synapse, training=training)
+    forward, backward = _TIME_PER_MAC[method]
+    macs = _macs(method, steps, batch, in_features, out_features, max_delay, taps, length, delays_per_synapse)
+    return macs * (forward + (backward if training else 0.0))
 
 
-def choose_method(methods: tuple = ("taps", "fft", "dense"), **shape) -> str:
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def choose_method(methods: tuple = ("taps", "fourier", "dense"), **shape) -> str:
     """The cheapest of ``methods`` for a shape (keywords of :func:`estimate_cost`)."""
     return min(methods, key=lambda m: estimate_cost(m, **shape))
 
@@ -347,45 +350,117 @@ def _conv1d_core(x_ext: Tensor, lead: int, kernel: Tensor, out_steps: int) -> Te
     return F.conv1d(padded, kernel.flip(-1)).permute(2, 0, 1)
 
 
-def _fft_core(x_ext: Tensor, lead: int, kernel: Tensor, out_steps: int) -> Tensor:
-    """``y[t] = Σ_d k[d] x[t − d]`` as a product of real FFTs over time (no wrap-around in the kept steps)."""
+def _fourier_core(x_ext: Tensor, lead: int, kernel: Tensor, out_steps: int) -> Tensor:
+    """``y[t] = Σ_d k[d] x[t − d]`` as a product of real DFTs of length ``n`` (no wrap-around in the kept steps)."""
     max_delay = kernel.shape[-1]
-    n = _fft_size(max(x_ext.shape[0] + max_delay - 1 - lead, out_steps + lead))
-    return _FFTConv.apply(x_ext, kernel, lead, out_steps, n)
+    n = max(x_ext.shape[0] + max_delay - 1 - lead, out_steps + lead)
+    return _FourierConv.apply(x_ext, kernel, lead, out_steps, n)
 
 
-class _FFTConv(torch.autograd.Function):
-    """Circular convolution of length ``n`` through rfft; both gradients are circular correlations.
+@lru_cache(maxsize=32)
+def _dft_matrices(n: int, in_steps: int, kernel_steps: int, lead: int, out_steps: int, dtype, device):
+    """Real DFT matrices of length ``n`` with ``F = n//2 + 1`` frequencies.
 
-    ``dL/dx = irfft(Ḡ · conj(K̂))`` and ``dL/dk = irfft(Ḡᵀ · conj(X̂))`` with ``Ḡ`` the rfft of the output
-    gradient placed at the kept steps. Spectra are made contiguous ``[F, rows, channels]`` so that every
-    product is one batched complex GEMM.
+    Input analysis ``[2F, L]`` (rows ``cos``, then ``−sin``), kernel analysis ``[3F, K]`` giving the three
+    spectra ``C, D − C, C + D`` of Gauss's product (``C``, ``D``: real and imaginary parts), and synthesis
+    ``[T_out, 2F]`` of steps ``lead … lead + T_out − 1`` (Hermitian weights 1, 2, …, 2, 1 over n).
+    """
+    freqs = torch.arange(n // 2 + 1, dtype=torch.float64)
+
+    def angles(steps: Tensor) -> Tensor:
+        return (2 * math.pi / n) * ((freqs[:, None] * steps) % n)
+
+    x_angle = angles(torch.arange(in_steps, dtype=torch.float64))
+    k_angle = angles(torch.arange(kernel_steps, dtype=torch.float64))
+    cos_k, sin_k = torch.cos(k_angle), -torch.sin(k_angle)
+    weight = torch.full_like(freqs, 2.0 / n)
+    weight[0] = 1.0 / n
+    if n % 2 == 0:
+        weight[-1] = 1.0 / n
+    y_angle = angles(lead + torch.arange(out_steps, dtype=torch.float64)).t()
+    matrices = (
+        torch.cat([torch.cos(x_angle), -torch.sin(x_angle)]),
+        torch.cat([cos_k, sin_k - cos_k, cos_k + sin_k]),
+        torch.cat([weight * torch.cos(y_angle), -weight * torch.sin(y_angle)], dim=1),
+    )
+    return tuple(m.to(dtype=dtype, device=device) for m in matrices)
+
+
+_SPECTRUM_BLOCK = 1 << 21  # kernel-spectrum floats computed at a time (8 MiB in float32: stays in cache)
+
+
+class _FourierConv(torch.autograd.Function):
+    r"""Circular convolution of length ``n`` as DFT matrix products, all in the tensors' own layouts.
+
+    Forward: input spectrum ``A + iB = W_x x`` (``[F, B, I]`` each); per block of frequencies the kernel
+    spectra ``C``, ``E = D − C``, ``H = C + D`` (``[f, O, I]`` from ``W_k kᵀ``; ``C + iD`` is the kernel's
+    spectrum) and Gauss's three real products ``k₁ = (A+B)Cᵀ``, ``k₂ = A Eᵀ``, ``k₃ = B Hᵀ`` giving
+    ``Ŷ = (k₁ − k₃) + i(k₁ + k₂)``; then ``y = W_y Ŷ``. Backward applies the exact adjoints of
+    these real linear maps (six products per block) and recomputes the kernel spectra instead of storing
+    them. Blocking keeps the ``3F·O·I`` kernel spectra out of main memory; the transforms cost ``O(n·T)``
+    per channel but run as GEMMs, which on CPU beats strided FFTs plus layout copies.
     """
 
     @staticmethod
     def forward(ctx, x_ext, kernel, lead, out_steps, n):
-        spectrum_x = torch.fft.rfft(x_ext, n=n, dim=0).contiguous()  # [F, B, I]
-        spectrum_k = torch.fft.rfft(kernel.permute(2, 0, 1), n=n, dim=0).contiguous()  # [F, O, I]
-        product = torch.bmm(spectrum_x, spectrum_k.transpose(1, 2))  # [F, B, O]
-        ctx.save_for_backward(spectrum_x, spectrum_k)
-        ctx.shape = (x_ext.shape[0], kernel.shape[-1], lead, out_steps, n)
-        return torch.fft.irfft(product, n=n, dim=0)[lead: lead + out_steps].contiguous()
+        steps, batch, inputs = x_ext.shape
+        outputs, _, max_delay = kernel.shape
+        freqs = n // 2 + 1
+        w_x, w_k, w_y = _dft_matrices(n, steps, max_delay, lead, out_steps, x_ext.dtype, x_ext.device)
+        spectrum = (w_x @ x_ext.reshape(steps, -1)).view(2, freqs, batch, inputs)
+        flat_kernel = kernel.reshape(-1, max_delay)
+        product = x_ext.new_empty(2, freqs, batch, outputs)
+        for block, rows in _frequency_blocks(freqs, outputs * inputs, w_k):
+            c, e, h = (rows @ flat_kernel.t()).view(3, -1, outputs, inputs).transpose(2, 3)
+            real, imag = spectrum[:, block]
+            k1 = torch.bmm(real + imag, c)
+            torch.sub(k1, torch.bmm(imag, h), out=product[0, block])
+            torch.add(k1, torch.bmm(real, e), out=product[1, block])
+        ctx.save_for_backward(spectrum, kernel)
+        ctx.shape = (steps, lead, out_steps, n)
+        return (w_y @ product.view(2 * freqs, -1)).view(out_steps, batch, outputs)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        spectrum_x, spectrum_k = ctx.saved_tensors
-        steps, max_delay, lead, out_steps, n = ctx.shape
-        full = grad_y.new_zeros(n, *grad_y.shape[1:])
-        full[lead: lead + out_steps] = grad_y
-        spectrum_g = torch.fft.rfft(full, n=n, dim=0).contiguous()  # [F, B, O]
-        grad_x = grad_k = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.fft.irfft(torch.bmm(spectrum_g, spectrum_k.conj()), n=n, dim=0)[:steps]
-        if ctx.needs_input_grad[1]:
-            cross = torch.bmm(spectrum_g.transpose(1, 2), spectrum_x.conj())  # [F, O, I]
-            grad_k = torch.fft.irfft(cross, n=n, dim=0)[:max_delay].permute(1, 2, 0)
+        spectrum, kernel = ctx.saved_tensors
+        steps, lead, out_steps, n = ctx.shape
+        _, freqs, batch, inputs = spectrum.shape
+        outputs, _, max_delay = kernel.shape
+        w_x, w_k, w_y = _dft_matrices(n, steps, max_delay, lead, out_steps, grad_y.dtype, grad_y.device)
+        grad_real, grad_imag = (w_y.t() @ grad_y.reshape(out_steps, -1)).view(2, freqs, batch, outputs)
+        grad_spectrum = grad_y.new_empty(2, freqs, batch, inputs) if ctx.needs_input_grad[0] else None
+        grad_kernel = grad_y.new_zeros(outputs * inputs, max_delay) if ctx.needs_input_grad[1] else None
+        flat_kernel = kernel.reshape(-1, max_delay)
+        for block, rows in _frequency_blocks(freqs, outputs * inputs, w_k):
+            gr, gi = grad_real[block], grad_imag[block]
+            gk1 = gr + gi  # Ŷr = k₁ − k₃, Ŷi = k₁ + k₂
+            if grad_spectrum is not None:
+                c, e, h = (rows @ flat_kernel.t()).view(3, -1, outputs, inputs)
+                shared = torch.bmm(gk1, c)
+                torch.baddbmm(shared, gi, e, out=grad_spectrum[0, block])
+                torch.baddbmm(shared, gr, h, alpha=-1.0, out=grad_spectrum[1, block])
+            if grad_kernel is not None:
+                real, imag = spectrum[:, block]
+                grads = grad_y.new_empty(3, gr.shape[0], outputs, inputs)
+                torch.bmm(gk1.transpose(1, 2), real + imag, out=grads[0])
+                torch.bmm(gi.transpose(1, 2), real, out=grads[1])
+                torch.bmm(gr.transpose(1, 2), imag, out=grads[2]).neg_()
+                grad_kernel.addmm_(grads.view(rows.shape[0], -1).t(), rows)
+        grad_x = None
+        if grad_spectrum is not None:
+            grad_x = (w_x.t() @ grad_spectrum.view(2 * freqs, -1)).view(steps, batch, inputs)
+        grad_k = None if grad_kernel is None else grad_kernel.view(outputs, inputs, max_delay)
         return grad_x, grad_k, None, None, None
+
+
+def _frequency_blocks(freqs: int, pairs: int, w_k: Tensor):
+    """``(slice of frequencies, their kernel-analysis rows [3f, K])`` in blocks of about ``_SPECTRUM_BLOCK`` floats."""
+    size = max(1, min(freqs, _SPECTRUM_BLOCK // (3 * pairs)))
+    rows = w_k.view(3, freqs, -1)
+    for start in range(0, freqs, size):
+        block = slice(start, min(freqs, start + size))
+        yield block, rows[:, block].reshape(-1, rows.shape[-1])
 
 
 def kernel_conv(
@@ -393,17 +468,17 @@ def kernel_conv(
     kernel: Tensor,
     *,
     length: str = "extend",
-    method: str = "fft",
+    method: str = "fourier",
     state: Optional[DelayState] = None,
 ) -> tuple[Tensor, DelayState]:
-    """Causal convolution with a dense kernel ``[O, I, K]`` (delay order): ``"dense"`` (conv1d) or ``"fft"``.
+    """Causal convolution with a dense kernel ``[O, I, K]`` (delay order): ``"dense"`` (conv1d) or ``"fourier"``.
 
     Returns ``(y [T_out, B, O], state after the sequence)``.
     """
     max_delay = kernel.shape[-1]
     _check_input(x, kernel.shape[1], "kernel_conv")
     out_steps = output_length(x.shape[0], max_delay, length)
-    core = {"dense": _conv1d_core, "fft": _fft_core}[_check_choice(method, ("dense", "fft"), "kernel method")]
+    core = {"dense": _conv1d_core, "fourier": _fourier_core}[_check_choice(method, ("dense", "fourier"), "kernel method")]
     x_ext, lead = _extended_input(x, state)
     return core(x_ext, lead, kernel, out_steps), _state_after(state, x, out_steps, max_delay)
 
@@ -444,7 +519,7 @@ def delay_conv(
         max_delay: K, odd; positions must lie in ``[−⌊K/2⌋, ⌊K/2⌋]``.
         interpolation: ``"gauss"`` (training, DCLS) or ``"linear"``.
         length: ``"same"`` or ``"extend"`` (T + ⌊K/2⌋ outputs).
-        method: ``"dense"``, ``"fft"``, ``"taps"`` or ``"auto"`` (module doc).
+        method: ``"dense"``, ``"fourier"``, ``"taps"`` or ``"auto"`` (module doc).
         tolerance: largest dropped gauss tap of the ``"taps"`` method, relative to |w|.
         state: history before ``x`` (zeros if ``None``).
 
@@ -461,6 +536,7 @@ def delay_conv(
         method = choose_method(
             steps=x.shape[0], batch=x.shape[1], in_features=weight.shape[1], out_features=weight.shape[0],
             max_delay=max_delay, taps=taps, length=length, delays_per_synapse=weight.shape[2],
+            training=_needs_grad(x, weight, positions),
         )
     if method != "taps":
         kernel = delay_kernel(weight, positions, sigma, max_delay, interpolation)
@@ -473,14 +549,14 @@ def delay_conv(
 def _sparse_taps(
     x: Tensor, values: Tensor, start: Tensor, max_delay: int, length: str, state: Optional[DelayState]
 ) -> tuple[Tensor, DelayState]:
-    """``y[t] = Σ_{i,q,j} values[o,i,q,j] · x_i[t − start[o,i,q] − j]`` (compiled kernel, or dense + FFT)."""
+    """``y[t] = Σ_{i,q,j} values[o,i,q,j] · x_i[t − start[o,i,q] − j]`` (compiled kernel, or dense kernel + Fourier path)."""
     out_steps = output_length(x.shape[0], max_delay, length)
     x_ext, lead = _extended_input(x, state)
     if delay_kernels.available() and x.device.type == "cpu":
         y = delay_kernels.sparse_tap_conv(x_ext, values, start, lead, out_steps)
     else:
         kernel = _densify(values, start, max_delay)
-        y = _fft_core(x_ext, lead, kernel, out_steps)
+        y = _fourier_core(x_ext, lead, kernel, out_steps)
     return y, _state_after(state, x, out_steps, max_delay)
 
 
@@ -505,7 +581,7 @@ def integer_delay_conv(
     r"""Integer delays :math:`y_i[t] = \sum_{j,q} w_{ijq}\, x_j[t - d_{ijq}]` on ``x [T, B, I]``.
 
     ``weight`` and ``delays`` (int64 in ``[0, K−1]``) are ``[O, I, Q]``. ``method``: ``"taps"`` (sparse-tap
-    kernel with one tap, the work of a dense layer), ``"dense"``/``"fft"`` (one-hot kernel) or ``"auto"``.
+    kernel with one tap, the work of a dense layer), ``"dense"``/``"fourier"`` (one-hot kernel) or ``"auto"``.
     Gradients flow to ``x`` and ``weight``. ``max_delay`` may be even here.
     """
     check_max_delay(max_delay, odd=False)
@@ -516,6 +592,7 @@ def integer_delay_conv(
         method = choose_method(
             steps=x.shape[0], batch=x.shape[1], in_features=weight.shape[1], out_features=weight.shape[0],
             max_delay=max_delay, taps=1, length=length, delays_per_synapse=weight.shape[2],
+            training=_needs_grad(x, weight),
         )
     if method == "taps":
         return _sparse_taps(x, weight.unsqueeze(-1), delays, max_delay, length, state)

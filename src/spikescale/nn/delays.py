@@ -12,15 +12,17 @@ r"""Learnable synaptic delays (DCLS, spec delays): the delay layer, the faithful
 * :class:`SigmaSchedule` — σ from ⌊K/2⌋ down to 0.23 geometrically over the first quarter of training.
 * :func:`build_delay_network`, :func:`clamp_positions_`, :func:`set_eval_delays`, :func:`export_delays`.
 
-Training loop duties (the trainer calls them): ``schedule.apply(model, epoch)`` before each epoch (or
-``apply(model, epoch, step)`` per step), ``clamp_positions_(model)`` after each optimiser step, and
-``param_groups(model, lr, position_lr_scale=100)`` for the separate position learning rate.
+Training-loop duties. :class:`DelayedDense` implements the two hooks that spikescale's trainer calls on
+every sub-module: ``on_train_epoch_start(epoch, epochs)`` sets σ from its schedule and
+``after_optimizer_step()`` clamps the positions (and advances a per-step σ decay). A hand-written loop
+calls ``SigmaSchedule(K, epochs).apply(model, epoch)`` before each epoch and ``clamp_positions_(model)``
+after each step. ``param_groups(model, lr, position_lr_scale=100)`` gives positions their own group.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -76,10 +78,13 @@ class DelayedDense(nn.Module):
             padding, ``length`` is ignored) or ``"dense"`` (a learned ``[out, in, K]`` temporal kernel).
         length: ``"extend"`` (official: T + ⌊K/2⌋ outputs) or ``"same"``.
         sigma: initial σ (default ⌊K/2⌋, the schedule's start); a buffer set by :class:`SigmaSchedule`.
-        method: ``"auto"``, ``"dense"``, ``"fft"`` or ``"taps"`` (see the functional module).
+        method: ``"auto"``, ``"dense"``, ``"fourier"`` or ``"taps"`` (see the functional module).
         tolerance: largest dropped gauss tap of the ``"taps"`` method, relative to |w|.
         eval_delays: ``"integer"`` (official evaluation: rounded positions, one-hot kernels) or
             ``"interpolated"`` (the training kernel) in ``eval()`` mode.
+        sigma_schedule: ``True`` (the DCLS schedule from ``sigma`` down to 0.23 over the first quarter of the
+            epochs, driven by the trainer hook), ``False`` (σ stays as set) or a mapping of
+            :class:`SigmaSchedule` options (``end``, ``fraction``, ``steps_per_epoch``).
         faithful: draw initial positions as the official code, uniform on ``[-K//2, K//2]`` with Python's
             floor division (``[-13, 12]`` for K = 25) and then clamped, which puts a little extra mass on the
             largest delay; otherwise uniform on ``[-⌊K/2⌋, ⌊K/2⌋]``.
@@ -104,6 +109,7 @@ class DelayedDense(nn.Module):
         method: str = "auto",
         tolerance: float = fd.DEFAULT_TOLERANCE,
         eval_delays: str = "integer",
+        sigma_schedule: Union[bool, Mapping[str, Any]] = True,
         faithful: bool = False,
         generator: Optional[torch.Generator] = None,
     ) -> None:
@@ -128,6 +134,14 @@ class DelayedDense(nn.Module):
         self.faithful = bool(faithful)
         half = self.max_delay // 2
         self.register_buffer("sigma", torch.tensor(float(half if sigma is None else sigma)))
+        self.sigma_schedule = _schedule_options(sigma_schedule, sigma)
+        if self.sigma_schedule is not None and self.mode == "learned":
+            try:  # check the options now, not at the first epoch
+                SigmaSchedule(self.max_delay, 4, **self.sigma_schedule)
+            except ValueError as err:
+                raise ValueError(f"{err} (sigma_schedule=False keeps σ constant)") from None
+        self._schedule: Optional[SigmaSchedule] = None
+        self._epoch = self._steps = 0
         self.weight = nn.Parameter(self._initial_weight(generator))
         self.positions: Optional[nn.Parameter] = None
         if self.mode in ("learned", "fixed"):
@@ -176,6 +190,21 @@ class DelayedDense(nn.Module):
         if self.positions is not None:
             half = self.max_delay // 2
             self.positions.clamp_(-half, half)
+
+    def on_train_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Trainer hook: set σ for ``epoch`` (completed epochs) of ``epochs`` from the schedule."""
+        if self.sigma_schedule is None or self.mode != "learned":
+            return
+        self._schedule = SigmaSchedule(self.max_delay, epochs, **self.sigma_schedule)
+        self._epoch, self._steps = epoch, 0
+        self.set_sigma(self._schedule.value(epoch))
+
+    def after_optimizer_step(self) -> None:
+        """Trainer hook: clamp the positions; advance σ when it decays per step (counted from the epoch start)."""
+        self.clamp_positions_()
+        if self._schedule is not None and self._schedule.steps_per_epoch:
+            self._steps += 1
+            self.set_sigma(self._schedule.value(self._epoch, self._steps))
 
     def integer_delays(self) -> Tensor:
         """Rounded delays in steps (int64, the shape of the positions); the parameters are untouched."""
@@ -261,13 +290,14 @@ class DelayedDense(nn.Module):
             state = self.initial_state(x.shape[0], x.device, x.dtype)
         return self.project_step(x, state)
 
-    def _method(self, x: Tensor, taps: int, methods: tuple = ("taps", "fft", "dense")) -> str:
+    def _method(self, x: Tensor, taps: int, methods: tuple = ("taps", "fourier", "dense")) -> str:
         if self.method != "auto" and self.method in methods:
             return self.method
         return fd.choose_method(
-            steps=x.shape[0], batch=x.shape[1], in_features=self.in_features, out_features=self.out_features,
-            max_delay=self.max_delay, taps=taps, length=self.length, delays_per_synapse=self.delays_per_synapse,
-            methods=methods,
+            methods, steps=x.shape[0], batch=x.shape[1], in_features=self.in_features,
+            out_features=self.out_features, max_delay=self.max_delay, taps=taps, length=self.length,
+            delays_per_synapse=self.delays_per_synapse,
+            training=torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad),
         )
 
     def project(self, x: Tensor, state: Optional[fd.DelayState] = None) -> tuple[Tensor, Optional[fd.DelayState]]:
@@ -275,7 +305,7 @@ class DelayedDense(nn.Module):
         if self.mode == "none":
             return F.linear(x, self.weight), state
         if self.mode == "dense":
-            method = self._method(x, self.max_delay, ("fft", "dense"))
+            method = self._method(x, self.max_delay, ("fourier", "dense"))
             return fd.kernel_conv(x, self.weight, length=self.length, method=method, state=state)
         if self.kind == "axonal":
             delayed, state = fd.depthwise_delay_conv(x, self._line_taps(), length=self.length, state=state)
@@ -322,8 +352,22 @@ class DelayedDense(nn.Module):
 
 _DELAY_OPTIONS = {
     "delays_per_synapse", "kind", "interpolation", "delays", "length", "sigma", "method", "tolerance",
-    "eval_delays", "faithful",
+    "eval_delays", "sigma_schedule", "faithful",
 }
+_SCHEDULE_OPTIONS = {"start", "end", "fraction", "steps_per_epoch"}
+
+
+def _schedule_options(schedule: Union[bool, Mapping[str, Any]], sigma: Optional[float]) -> Optional[dict]:
+    """Keyword options of the layer's :class:`SigmaSchedule` (``None``: σ is not scheduled)."""
+    if schedule is False:
+        return None
+    options = {} if schedule is True else dict(schedule)
+    unknown = sorted(set(options) - _SCHEDULE_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown sigma_schedule option(s) {unknown}; expected some of {sorted(_SCHEDULE_OPTIONS)}")
+    if sigma is not None:
+        options.setdefault("start", float(sigma))
+    return options
 
 
 def _check_tau(tau: float) -> float:
