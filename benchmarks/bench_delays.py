@@ -6,8 +6,8 @@
 (b) Inference with integer delays (eval mode): the automatic method against the same dense conv on
     one-hot kernels and against the same network without delays (Linear → BN → LIF, no padding).
 
-Every variant runs the same network object (only ``DelayedDense.method`` changes) and the variants are
-timed round-robin, so that load from other processes hits them alike; medians are reported.
+Every variant runs the same network object (only ``DelayedDense.method`` changes); medians of consecutive
+calls are reported. On a shared machine use ``--threads 1 --clock cpu`` (process CPU time).
 ``--calibrate`` prints the per-layer multiply-add throughput of each method (the constants of
 ``spikescale.functional.delays.estimate_cost``).
 Run: ``python benchmarks/bench_delays.py [--threads N] [--repeat R]``; ratios > 1 mean spikescale is faster.
@@ -16,6 +16,7 @@ Run: ``python benchmarks/bench_delays.py [--threads N] [--repeat R]``; ratios > 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Callable
@@ -34,18 +35,19 @@ STEPS, BATCH, SIZES, K = 100, 64, (140, 256, 256, 20), 25
 CLOCK = time.perf_counter
 
 
-def round_robin(variants: dict[str, Callable[[], object]], repeat: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each variant, timed in turns (one call of each per round)."""
-    for fn in variants.values():
+def measure(variants: dict[str, Callable[[], object]], repeat: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each variant over ``repeat`` consecutive calls after ``warmup`` calls."""
+    times = {}
+    for name, fn in variants.items():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeat):
-        for name, fn in variants.items():
+        samples = []
+        for _ in range(repeat):
             start = CLOCK()
             fn()
-            times[name].append(CLOCK() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+            samples.append(CLOCK() - start)
+        times[name] = statistics.median(samples)
+    return times
 
 
 def set_method(model: torch.nn.Module, method: str) -> None:
@@ -76,7 +78,7 @@ def bench_training(repeat: int, x: torch.Tensor, target: torch.Tensor) -> None:
             if isinstance(module, DelayedDense):
                 module.set_sigma(sigma)
         chosen = _chosen_methods(model, x, sigma)
-        times = round_robin(
+        times = measure(
             {
                 "official: dense kernel, conv1d over all K taps": step(model, "dense"),
                 "spikescale auto": step(model, "auto"),
@@ -129,7 +131,7 @@ def bench_inference(repeat: int, x: torch.Tensor) -> None:
                 net(x)
         return call
 
-    times = round_robin(
+    times = measure(
         {
             "dense conv on one-hot kernels": run(model, "dense"),
             "spikescale auto (integer delays)": run(model, "auto"),
@@ -168,7 +170,8 @@ def calibrate(repeat: int) -> None:
         y, _ = fd.integer_delay_conv(x, weight, delays, K, method=method)
         y.backward(torch.ones_like(y))
 
-    times = round_robin({(m, grad): (lambda m=m, g=grad: (training if g else forward)(m)) for m in methods for grad in (False, True)}, repeat)
+    variants = {(m, grad): (lambda m=m, g=grad: (training if g else forward)(m)) for m in methods for grad in (False, True)}
+    times = measure(variants, repeat)
     shape = dict(steps=STEPS, batch=BATCH, in_features=256, out_features=256, max_delay=K, taps=1,
                  length="extend", delays_per_synapse=1)
     unit = times[("fourier", False)] / fd._macs("fourier", **shape)
@@ -176,8 +179,8 @@ def calibrate(repeat: int) -> None:
     for m in methods:
         macs = fd._macs(m, **shape)
         fwd, both = times[(m, False)], times[(m, True)]
-        print(f"  {m:8s} forward {fwd * 1e3:7.1f} ms, forward+backward {both * 1e3:7.1f} ms; implied _TIME_PER_MAC "
-              f"({fwd / macs / unit:.2f}, {(both - fwd) / macs / unit:.2f}), now {fd._TIME_PER_MAC[m]}")
+        print(f"  {m:8s} forward {fwd * 1e3:7.1f} ms, forward+backward {both * 1e3:7.1f} ms; implied constants "
+              f"({fwd / macs / unit:.2f}, {(both - fwd) / macs / unit:.2f}), now {fd._time_per_mac(m, 1)}")
 
 
 def main() -> None:
@@ -187,15 +190,16 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="only print the per-method throughput")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="wall time, or process CPU time (robust to other load; needs --threads 1)")
+                        help="wall time, or the CPU time of this thread (robust to other load; needs --threads 1)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+        os.environ["NUMBA_NUM_THREADS"] = str(args.threads)  # before the kernels first import numba
     if args.clock == "cpu":
         if torch.get_num_threads() != 1:
             parser.error("--clock cpu measures one thread: add --threads 1")
         global CLOCK
-        CLOCK = time.process_time
+        CLOCK = time.thread_time
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock; "
           f"compiled taps kernels: {fd.delay_kernels.available()}")

@@ -125,7 +125,7 @@ def _flat(x: Tensor) -> Tensor:
 
 
 def _padded_source(x: Tensor, before: int, total: int) -> Tensor:
-    """``[T, B, C]`` → ``[C, total·B]`` with ``before`` zero steps first, zeros after (rows beyond ``total`` dropped)."""
+    """``[T, B, C]`` → ``[C, total·B]``: ``before`` zero steps, then ``x``, then zeros (``total`` steps in all)."""
     if before < 0:  # history older than the longest delay is never read
         x, before = x[-before:], 0
     steps, batch, channels = x.shape

@@ -17,8 +17,9 @@ and a layer is the causal convolution over time (``q`` runs over the ``Q`` delay
 
 with :math:`x_j[\tau] = 0` outside the sequence (or the history held in a :class:`DelayState`). Output
 length: ``"same"`` gives T steps, ``"extend"`` T + h steps (the official right padding of (K−1)/2, so that
-late spikes still arrive). Integer delays (evaluation, export) use :math:`d = h - \mathrm{clamp}(\mathrm{round}(p), -h, h)`
-(round half to even, as ``torch.round``) and a one-hot kernel holding exactly :math:`w`.
+late spikes still arrive). Integer delays (evaluation, export) use
+:math:`d = h - \mathrm{clamp}(\mathrm{round}(p), -h, h)` (round half to even, as ``torch.round``) and a one-hot
+kernel holding exactly :math:`w`.
 
 Computation methods, equal up to float rounding and the stated truncation (tests):
 
@@ -241,12 +242,20 @@ def tap_window(
 # ---------------------------------------------------------------------------------------------------
 # Costs and the automatic choice
 
-# Time per multiply-add of each method, forward and backward, relative to the forward of the Fourier
-# path; measured on the 256→256 layer of benchmarks/bench_delays.py (T=100, B=64, K=25; one thread of a
-# 2-core AMD EPYC Zen 5, torch 2.13 with MKL, process CPU time). conv1d (oneDNN, AVX-512) runs its K-fold
-# work about 4x faster per multiply-add than the MKL GEMMs of the Fourier path; the compiled sparse-tap
-# kernels are a little slower per multiply-add than those GEMMs forward and about 3x slower backward.
-_TIME_PER_MAC = {"dense": (0.27, 0.7), "fourier": (1.0, 1.06), "taps": (1.17, 3.2)}
+# Time per forward multiply-add of each method, forward and backward, relative to the forward of the
+# Fourier path. Fitted to the three layers of benchmarks/bench_delays.py (140→256, 256→256, 256→20; T≈100,
+# B=64, K=25), timed on one thread of a 2-core AMD EPYC Zen 5 (torch 2.13 with MKL and oneDNN; thread CPU
+# time). conv1d (oneDNN, AVX-512) does its K-fold work about 3x faster per multiply-add than the MKL GEMMs of
+# the Fourier path, but slows down on narrow outputs (factor 1 + 32/out, fitted on 256 and 20 outputs); the
+# compiled sparse-tap kernels are slower per multiply-add, less so with more taps per synapse (W), whose
+# windows share loads.
+_TIME_PER_MAC = {"dense": (0.33, 0.9), "fourier": (1.0, 1.7)}
+
+
+def _time_per_mac(method: str, taps: int) -> tuple[float, float]:
+    if method == "taps":
+        return 1.35 + 0.6 / taps, 2.8 + 1.7 / taps
+    return _TIME_PER_MAC[method]
 
 
 def _macs(method: str, steps: int, batch: int, in_features: int, out_features: int, max_delay: int,
@@ -259,7 +268,8 @@ def _macs(method: str, steps: int, batch: int, in_features: int, out_features: i
     if method == "taps":
         return pairs * taps * delays_per_synapse * out_steps
     freqs = (steps + max_delay - 1) // 2 + 1
-    transforms = 2 * freqs * (steps * batch * in_features + max_delay * in_features * out_features + out_steps * batch * out_features)
+    signals = (steps * in_features + out_steps * out_features) * batch
+    transforms = 2 * freqs * (signals + max_delay * in_features * out_features)
     return 4 * freqs * pairs + transforms
 
 
@@ -278,9 +288,10 @@ def estimate_cost(
         return 1.01 * estimate_cost("fourier", steps=steps, batch=batch, in_features=in_features,
                                     out_features=out_features, max_delay=max_delay, taps=taps, length=length,
                                     delays_per_synapse=delays_per_synapse, training=training)
-    forward, backward = _TIME_PER_MAC[method]
+    forward, backward = _time_per_mac(method, taps)
     macs = _macs(method, steps, batch, in_features, out_features, max_delay, taps, length, delays_per_synapse)
-    return macs * (forward + (backward if training else 0.0))
+    narrow = 1.0 + 32.0 / out_features if method == "dense" else 1.0
+    return narrow * macs * (forward + (backward if training else 0.0))
 
 
 def _needs_grad(*tensors: Tensor) -> bool:
@@ -478,7 +489,8 @@ def kernel_conv(
     max_delay = kernel.shape[-1]
     _check_input(x, kernel.shape[1], "kernel_conv")
     out_steps = output_length(x.shape[0], max_delay, length)
-    core = {"dense": _conv1d_core, "fourier": _fourier_core}[_check_choice(method, ("dense", "fourier"), "kernel method")]
+    _check_choice(method, ("dense", "fourier"), "kernel method")
+    core = _conv1d_core if method == "dense" else _fourier_core
     x_ext, lead = _extended_input(x, state)
     return core(x_ext, lead, kernel, out_steps), _state_after(state, x, out_steps, max_delay)
 
@@ -549,7 +561,8 @@ def delay_conv(
 def _sparse_taps(
     x: Tensor, values: Tensor, start: Tensor, max_delay: int, length: str, state: Optional[DelayState]
 ) -> tuple[Tensor, DelayState]:
-    """``y[t] = Σ_{i,q,j} values[o,i,q,j] · x_i[t − start[o,i,q] − j]`` (compiled kernel, or dense kernel + Fourier path)."""
+    """``y[t] = Σ_{i,q,j} values[o,i,q,j] · x_i[t − start[o,i,q] − j]``: compiled kernels, or a dense kernel
+    through the Fourier path."""
     out_steps = output_length(x.shape[0], max_delay, length)
     x_ext, lead = _extended_input(x, state)
     if delay_kernels.available() and x.device.type == "cpu":

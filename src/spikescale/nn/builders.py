@@ -46,8 +46,13 @@ def build_network(
         raise ValueError(f"hidden must be a non-empty list of positive widths, got {hidden!r}")
     if kind == "delays":
         if readout != "integrator":
-            raise ValueError(f"kind 'delays' has its own readout (a delayed non-firing LIF, readout='integrator'), got readout={readout!r}")
-        return build_delay_network(in_features, hidden, out_features, seed=seed, readout_options=readout_options, **layer_options)
+            raise ValueError(
+                "kind 'delays' has its own readout (a delayed non-firing LIF, readout='integrator'), "
+                f"got readout={readout!r}"
+            )
+        return build_delay_network(
+            in_features, hidden, out_features, seed=seed, readout_options=readout_options, **layer_options
+        )
     cls = MODEL_KINDS[kind]
     if kind == "sfnn":
         misplaced = sorted(set(layer_options) & _DENDRITE_OPTIONS)

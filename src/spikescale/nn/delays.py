@@ -157,8 +157,9 @@ class DelayedDense(nn.Module):
             "none": (self.out_features, self.in_features),
         }.get(self.mode)
         if shape is None:
-            q = self.delays_per_synapse
-            shape = (self.out_features, self.in_features, q) if self.kind == "synaptic" else (self.out_features, self.in_features)
+            shape = (self.out_features, self.in_features)
+            if self.kind == "synaptic":
+                shape += (self.delays_per_synapse,)
         fan_in = math.prod(shape[1:])
         bound = math.sqrt(6.0 / fan_in)
         return torch.empty(shape).uniform_(-bound, bound, generator=generator)
@@ -372,7 +373,7 @@ def _schedule_options(schedule: Union[bool, Mapping[str, Any]], sigma: Optional[
 
 def _check_tau(tau: float) -> float:
     if not tau > 1.0:
-        raise ValueError(f"tau (membrane time constant in time steps) must be > 1 so that β = 1 − 1/τ lies in (0, 1), got {tau}")
+        raise ValueError(f"tau (membrane time constant in steps) must be > 1 so that β = 1 − 1/τ is in (0, 1); got {tau}")
     return float(tau)
 
 
@@ -438,7 +439,8 @@ class DelayBlock(SpikingLayer):
         self.dropout = float(dropout)
 
     def initial_state(self, batch, device=None, dtype=None) -> DelayBlockState:
-        return DelayBlockState(self.delay.initial_state(batch, device, dtype), self.soma.initial_state(batch, device, dtype))
+        delay = self.delay.initial_state(batch, device, dtype)
+        return DelayBlockState(delay, self.soma.initial_state(batch, device, dtype))
 
     def _normalise(self, z: Tensor) -> Tensor:
         if self.norm is None:

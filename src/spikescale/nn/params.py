@@ -51,9 +51,13 @@ def param_groups(
     }
     special = timing_ids | position_ids
     trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def group(name: str, params: list, scale: float, decay: float) -> dict:
+        return {"name": name, "params": params, "lr": lr * scale, "weight_decay": decay}
+
     groups = [
-        {"name": "weights", "params": [p for p in trainable if id(p) not in special], "lr": lr, "weight_decay": weight_decay},
-        {"name": "timing", "params": [p for p in trainable if id(p) in timing_ids], "lr": lr * timing_lr_scale, "weight_decay": 0.0},
-        {"name": "positions", "params": [p for p in trainable if id(p) in position_ids], "lr": lr * position_lr_scale, "weight_decay": 0.0},
+        group("weights", [p for p in trainable if id(p) not in special], 1.0, weight_decay),
+        group("timing", [p for p in trainable if id(p) in timing_ids], timing_lr_scale, 0.0),
+        group("positions", [p for p in trainable if id(p) in position_ids], position_lr_scale, 0.0),
     ]
     return [g for g in groups if g["params"]]
