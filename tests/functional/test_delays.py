@@ -242,6 +242,19 @@ def test_compiled_kernel_equals_densified_fourier_with_history():
         assert torch.allclose(a, b, atol=1e-12)
 
 
+def test_taps_without_the_compiled_kernels_equal_the_reference(monkeypatch):
+    monkeypatch.setattr(delay_kernels, "available", lambda: False)
+    x = torch.randn(12, 2, 5, dtype=D, requires_grad=True)
+    weight, positions = _synapses(count=2, max_delay=7)
+    ref, _ = fd.delay_conv_reference(x, weight, positions, 0.3, 7)
+    y, _ = fd.delay_conv(x, weight, positions, 0.3, 7, method="taps", tolerance=1e-14)
+    assert torch.allclose(y, ref, atol=1e-12)
+    g = torch.randn_like(ref)
+    for a, b in zip(_grads(y, (x, weight, positions), g), _grads(ref, (x, weight, positions), g)):
+        assert torch.allclose(a, b, atol=1e-10)
+    assert fd.choose_method(steps=100, batch=8, in_features=16, out_features=16, max_delay=7, taps=1) != "taps"
+
+
 # -- streaming -------------------------------------------------------------------------------------------------
 
 
