@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import delays as fd
+from ..functional.delays import _check_choice as _choice
 from ..functional.lif import LIFState, lif_sequence, lif_step
 from ..functional.scan import linear_recurrence, linear_step
 from ..functional.surrogate import SurrogateLike
@@ -56,12 +57,6 @@ __all__ = [
 DELAY_KINDS = ("synaptic", "axonal", "dendritic")
 DELAY_MODES = ("learned", "fixed", "none", "dense")
 EVAL_DELAYS = ("integer", "interpolated")
-
-
-def _choice(value: str, allowed: tuple, what: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {allowed}")
-    return value
 
 
 class DelayedDense(nn.Module):
@@ -244,7 +239,7 @@ class DelayedDense(nn.Module):
         if self.mode == "dense":
             entry["kernel"] = weight
         elif self.mode == "none":
-            entry.update(weight=weight, delay=torch.zeros(weight.shape, dtype=torch.long))
+            entry.update(weight=weight, delay=torch.zeros(weight.shape, dtype=torch.long, device=weight.device))
         else:
             entry.update(weight=weight, delay=self.integer_delays())
         return entry
