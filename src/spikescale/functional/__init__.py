@@ -4,6 +4,17 @@ Every multi-step function here has a plain-autograd ``*_reference`` twin used by
 single-step form for streaming; all three share one definition of each update equation.
 """
 
+from .delays import (
+    DelayState,
+    delay_conv,
+    delay_conv_reference,
+    delay_kernel,
+    delay_step,
+    integer_delay_conv,
+    integer_delay_step,
+    integer_delays,
+    interpolation_taps,
+)
 from .dh_lif import (
     DHLIFState,
     dh_lif_recurrent_sequence,
@@ -20,6 +31,7 @@ from .surrogate import SURROGATES, ATan, FastSigmoid, MultiGaussian, Rectangular
 __all__ = [
     "ATan",
     "DHLIFState",
+    "DelayState",
     "FastSigmoid",
     "LIFState",
     "MultiGaussian",
@@ -27,6 +39,10 @@ __all__ = [
     "Rectangular",
     "SURROGATES",
     "Surrogate",
+    "delay_conv",
+    "delay_conv_reference",
+    "delay_kernel",
+    "delay_step",
     "dh_lif_recurrent_sequence",
     "dh_lif_recurrent_sequence_reference",
     "dh_lif_recurrent_step",
@@ -35,6 +51,10 @@ __all__ = [
     "dh_lif_step",
     "get_surrogate",
     "heaviside",
+    "integer_delay_conv",
+    "integer_delay_step",
+    "integer_delays",
+    "interpolation_taps",
     "leaky_integrator",
     "lif_sequence",
     "lif_sequence_reference",

@@ -2,6 +2,16 @@
 
 from .base import Soma, SpikingLayer, check_sequence, check_step
 from .builders import MODEL_KINDS, build_network
+from .delays import (
+    DelayBlock,
+    DelayedDense,
+    DelayReadout,
+    SigmaSchedule,
+    build_delay_network,
+    clamp_positions_,
+    export_delays,
+    set_eval_delays,
+)
 from .layers import DHDense, DHRecurrent, LIFDense
 from .masks import MASK_KINDS, branch_mask
 from .monitor import SpikeMonitor
@@ -12,6 +22,9 @@ from .timing import PRESETS, TimingFactor
 
 __all__ = [
     "DHDense",
+    "DelayBlock",
+    "DelayReadout",
+    "DelayedDense",
     "DHRecurrent",
     "LIFDense",
     "MASK_KINDS",
@@ -22,12 +35,17 @@ __all__ = [
     "Readout",
     "Soma",
     "SpikeMonitor",
+    "SigmaSchedule",
     "SpikingLayer",
     "TimingFactor",
     "branch_mask",
+    "build_delay_network",
     "build_network",
     "check_sequence",
     "check_step",
+    "clamp_positions_",
     "count_parameters",
+    "export_delays",
     "param_groups",
+    "set_eval_delays",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
+from .delays import DelayBlock, build_delay_network
 from .layers import DHDense, DHRecurrent, LIFDense
 from .network import Network
 from .readout import Readout
 
 __all__ = ["MODEL_KINDS", "build_network"]
 
-MODEL_KINDS = {"sfnn": LIFDense, "dh_sfnn": DHDense, "dh_srnn": DHRecurrent}
+MODEL_KINDS = {"sfnn": LIFDense, "dh_sfnn": DHDense, "dh_srnn": DHRecurrent, "delays": DelayBlock}
 
 _DENDRITE_OPTIONS = {"branches", "mask", "group_size", "sparsity", "alpha_init", "learn_alpha", "weight_init", "seed", "projection"}
 
@@ -29,7 +30,9 @@ def build_network(
     """Build ``in_features → hidden[0] → … → readout(out_features)``.
 
     Args:
-        kind: ``"sfnn"`` (vanilla LIF), ``"dh_sfnn"`` (:class:`DHDense`) or ``"dh_srnn"`` (:class:`DHRecurrent`).
+        kind: ``"sfnn"`` (vanilla LIF), ``"dh_sfnn"`` (:class:`DHDense`), ``"dh_srnn"`` (:class:`DHRecurrent`)
+            or ``"delays"`` (DCLS :class:`DelayBlock` layers and their own delayed readout, built by
+            :func:`~spikescale.nn.delays.build_delay_network`; ``readout_options`` are its delay options).
         hidden: widths of the hidden layers (all of ``kind``).
         readout: readout mode (``"integrator"``, ``"linear"``, ``"spike_count"``); ``readout_options`` go to
             :class:`Readout` (``faithful`` is passed on from ``layer_options`` unless given).
@@ -41,6 +44,15 @@ def build_network(
         raise ValueError(f"unknown model kind {kind!r}; expected one of {sorted(MODEL_KINDS)}")
     if not hidden or any((not isinstance(h, int)) or h < 1 for h in hidden):
         raise ValueError(f"hidden must be a non-empty list of positive widths, got {hidden!r}")
+    if kind == "delays":
+        if readout != "integrator":
+            raise ValueError(
+                "kind 'delays' has its own readout (a delayed non-firing LIF, readout='integrator'), "
+                f"got readout={readout!r}"
+            )
+        return build_delay_network(
+            in_features, hidden, out_features, seed=seed, readout_options=readout_options, **layer_options
+        )
     cls = MODEL_KINDS[kind]
     if kind == "sfnn":
         misplaced = sorted(set(layer_options) & _DENDRITE_OPTIONS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .base import SpikingLayer
+from .delays import DelayedDense
 from .timing import TimingFactor
 
 __all__ = ["count_parameters", "param_groups"]
@@ -26,20 +27,37 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def param_groups(
-    model: nn.Module, lr: float, *, timing_lr_scale: float = 1.0, weight_decay: float = 0.0
+    model: nn.Module,
+    lr: float,
+    *,
+    timing_lr_scale: float = 1.0,
+    weight_decay: float = 0.0,
+    position_lr_scale: float = 1.0,
 ) -> list[dict]:
-    """Two optimiser groups: ``"weights"`` (everything else, with ``weight_decay``) and ``"timing"``
-    (the parameters of every :class:`TimingFactor`, at ``lr × timing_lr_scale``, no weight decay).
+    """Optimiser groups: ``"weights"`` (everything else, with ``weight_decay``), ``"timing"`` (the
+    parameters of every :class:`TimingFactor`, at ``lr × timing_lr_scale``) and ``"positions"`` (the delay
+    positions of every :class:`DelayedDense`, at ``lr × position_lr_scale``; DCLS uses 100×). The last two
+    have no weight decay.
 
     Groups carry a ``"name"`` key; empty groups are left out.
     """
     timing_ids = {
         id(p) for module in model.modules() if isinstance(module, TimingFactor) for p in module.parameters()
     }
-    timing = [p for p in model.parameters() if p.requires_grad and id(p) in timing_ids]
-    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in timing_ids]
+    position_ids = {
+        id(module.positions)
+        for module in model.modules()
+        if isinstance(module, DelayedDense) and module.positions is not None
+    }
+    special = timing_ids | position_ids
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def group(name: str, params: list, scale: float, decay: float) -> dict:
+        return {"name": name, "params": params, "lr": lr * scale, "weight_decay": decay}
+
     groups = [
-        {"name": "weights", "params": weights, "lr": lr, "weight_decay": weight_decay},
-        {"name": "timing", "params": timing, "lr": lr * timing_lr_scale, "weight_decay": 0.0},
+        group("weights", [p for p in trainable if id(p) not in special], 1.0, weight_decay),
+        group("timing", [p for p in trainable if id(p) in timing_ids], timing_lr_scale, 0.0),
+        group("positions", [p for p in trainable if id(p) in position_ids], position_lr_scale, 0.0),
     ]
     return [g for g in groups if g["params"]]
