@@ -54,9 +54,9 @@ class TTFSDense(nn.Module):
         t_start: window start (``"window"`` mode only).
         backend: ``"auto"``, ``"numba"``, ``"torch"`` or ``"reference"`` (``"sorted"`` mode).
         chunk_size: output neurons per chunk of the ``torch`` back-end.
-        weight_mean, weight_std: initial weights ``~ N(weight_mean/N, (weight_std/√N)²)``; a positive
-            mean lets most neurons fire at initialisation (SSR removes spikes, it cannot revive dead
-            neurons).
+        weight_mean, weight_std: initial weights ``~ N(weight_mean/N, (weight_std/√N)²)``. The default
+            positive mean lets most neurons fire at initialisation (on Fashion-MNIST with ``T = 3``:
+            about 75 % of 400 hidden neurons); SSR removes spikes, it cannot revive dead neurons.
         slope_floor, max_dw: backward stabilisers (see :func:`~spikescale.functional.ttfs.spike_time`);
             chopped (sample, neuron) pairs are counted in ``self.chopped.count``.
 
@@ -75,7 +75,7 @@ class TTFSDense(nn.Module):
         t_start: float = 0.0,
         backend: str = "auto",
         chunk_size: Optional[int] = None,
-        weight_mean: float = 0.0,
+        weight_mean: float = 2.0,
         weight_std: float = 1.0,
         slope_floor: float = 0.0,
         max_dw: Optional[float] = None,
@@ -104,12 +104,13 @@ class TTFSDense(nn.Module):
         else:
             self.register_buffer("threshold", theta)
         self.chopped = ChopCounter()
-        self.reset_parameters(weight_mean, weight_std)
+        self.weight_mean, self.weight_std = float(weight_mean), float(weight_std)
+        self.reset_parameters()
 
-    def reset_parameters(self, weight_mean: float = 0.0, weight_std: float = 1.0) -> None:
+    def reset_parameters(self) -> None:
         """``w ~ N(weight_mean/N, (weight_std/√N)²)`` with ``N = in_features``."""
         with torch.no_grad():
-            self.weight.normal_(weight_mean / self.in_features, weight_std / math.sqrt(self.in_features))
+            self.weight.normal_(self.weight_mean / self.in_features, self.weight_std / math.sqrt(self.in_features))
 
     def forward(self, t_in: Tensor) -> TTFSOutput:
         if t_in.dim() != 2 or t_in.shape[1] != self.in_features:
@@ -198,7 +199,8 @@ class TTFSNetwork(nn.Module):
         window: ``"global"`` or ``"layer"`` (module doc).
         t_max: ``"global"`` window end(s): one value or one per layer (default ``(L + 1)·tau_in``).
         backend, chunk_size, slope_floor, max_dw: passed to every :class:`TTFSDense`.
-        weight_mean, weight_std: initialisation of every layer (one value, or one per layer).
+        weight_mean, weight_std: initialisation of every layer (one value, or one per layer); the
+            default positive mean makes most neurons fire at initialisation (see :class:`TTFSDense`).
         bump: ``None`` or :class:`WeightBumping` options ``{"max_silent": [...], "amount": ...}``
             (``max_silent``: one fraction per layer).
 
@@ -217,7 +219,7 @@ class TTFSNetwork(nn.Module):
         t_max: Union[None, float, Sequence[float]] = None,
         backend: str = "auto",
         chunk_size: Optional[int] = None,
-        weight_mean: Union[float, Sequence[float]] = 0.0,
+        weight_mean: Union[float, Sequence[float]] = 2.0,
         weight_std: Union[float, Sequence[float]] = 1.0,
         slope_floor: float = 0.0,
         max_dw: Optional[float] = None,
