@@ -1,21 +1,23 @@
 """Compiled CPU loops (numba) for the exact TTFS layer of :mod:`spikescale.functional.ttfs`.
 
-Same maths as the PyTorch backend there, without the ``[B, N, M]`` intermediates:
+Same maths as the PyTorch back-end there, without its ``[B, N, M]`` intermediates:
 
-* :func:`search` — per sample, walk the input spikes in time order, accumulate the slope
-  ``S_i = Σ w_ij`` and offset ``P_i = Σ w_ij t_j`` of every neuron still below threshold and stop a
-  neuron at the first segment whose right-end potential ``S_i r_k − P_i`` reaches ``ϑ_i``. Work
-  ``O(M)`` per input spike, vectorised over neurons; memory ``O(B·M)``.
-* :func:`causal_forward` / :func:`causal_backward` — the sums ``A_bi = Σ_{j∈C_bi} v_ij`` and
-  ``B_bi = Σ_{j∈C_bi} v_ij t_bj`` over each neuron's causal set ``C_bi = {j : rank_bj ≤ last_bi}`` and
-  their vector-Jacobian products ``dv_ij = Σ_b [j∈C_bi](dA_bi + dB_bi t_bj)``,
-  ``dt_bj = Σ_i [j∈C_bi] dB_bi v_ij``. The backward splits the inputs ``j`` between threads, so every
-  thread owns its rows of ``dv`` (deterministic, no atomics).
+* :func:`search` — per sample, sort the input spikes inside the window (stable LSD radix sort on
+  order-preserving integer keys), then walk them in time order keeping, for every neuron, the slope
+  ``S_i`` and the potential ``V_i`` at the end of the current segment,
+  ``S_i += w_ij``, ``V_i += S_i (r_k − t_k)``; a neuron fires in the first segment whose right-end
+  potential reaches ``ϑ_i`` (its threshold is then set to ``+∞`` so it is not detected again), and
+  ``P_i = S_i r_k − V_i``. Work ``O(M)`` per input spike, vectorised over neurons; memory ``O(B·M)``.
+* :func:`subtract_tails` — the causal sums ``Σ_{j∈C_bi}`` of :mod:`..ttfs` are computed as dense
+  matrix products over every input of the window minus the *tail* ``{j : last_bi < rank_bj < n_b}``
+  (inputs that arrived after neuron ``i`` fired). Tails are short (most neurons fire after most of
+  their inputs arrived; silent neurons have none), so this loop is cheap; it visits, per sample, the
+  inputs in time order and only the neurons whose tail contains them.
 
 Threads: the kernels are serial ``nogil`` functions run on a small thread pool of
-``torch.get_num_threads()`` workers over contiguous ranges of samples (or inputs). numba's own
-parallel layer is not used: a second OpenMP runtime next to PyTorch's makes both spin against each
-other (measured: small PyTorch ops 3–5× slower after a parallel numba call on 2 cores).
+``torch.get_num_threads()`` workers over contiguous ranges of samples. numba's own parallel layer is
+not used: a second OpenMP runtime next to PyTorch's makes both spin against each other (measured:
+small PyTorch ops 3–5× slower after a parallel numba call on 2 cores).
 
 All arrays are C-contiguous numpy views of torch tensors; weights are passed transposed (``[N, M]``) so
 that the inner loops over neurons read contiguous rows.
@@ -30,153 +32,222 @@ import numpy as np
 import torch
 from numba import njit
 
-__all__ = ["search", "causal_forward", "causal_backward"]
+__all__ = ["sort_keys", "search", "subtract_tails", "tail_gradients", "workers"]
 
-# Reassociation only (no NaN/Inf assumptions): lets the reductions over neurons vectorise.
+# Reassociation only (no NaN/Inf assumptions): lets the reduction over neurons vectorise.
 _REASSOC = {"reassoc", "contract", "nsz", "arcp"}
-_BLOCK = 8  # inputs per block of the backward pass
 _pool: dict[int, ThreadPoolExecutor] = {}
 
 
+def workers(total: int) -> int:
+    """Threads used for ``total`` independent items (``torch.get_num_threads()`` at most)."""
+    return max(1, min(torch.get_num_threads(), total))
+
+
 def _parallel(kernel: Callable, total: int, *args) -> None:
-    """Run ``kernel(start, stop, *args)`` over ``torch.get_num_threads()`` contiguous ranges of ``total``."""
-    workers = max(1, min(torch.get_num_threads(), total))
-    if workers == 1:
-        kernel(0, total, *args)
-        return
-    pool = _pool.get(workers)
-    if pool is None:
-        pool = _pool[workers] = ThreadPoolExecutor(workers, thread_name_prefix="spikescale-ttfs")
-    bounds = np.linspace(0, total, workers + 1).astype(np.int64)
-    futures = [pool.submit(kernel, int(a), int(b), *args) for a, b in zip(bounds[:-1], bounds[1:])]
+    """Run ``kernel(start, stop, part, *args)`` on :func:`workers` contiguous ranges of ``total``; the
+    calling thread takes the last range itself."""
+    count = workers(total)
+    bounds = np.linspace(0, total, count + 1).astype(np.int64)
+    futures = []
+    if count > 1:
+        pool = _pool.get(count)
+        if pool is None:
+            pool = _pool[count] = ThreadPoolExecutor(count - 1, thread_name_prefix="spikescale-ttfs")
+        futures = [pool.submit(kernel, int(bounds[p]), int(bounds[p + 1]), p, *args) for p in range(count - 1)]
+    kernel(int(bounds[-2]), int(bounds[-1]), count - 1, *args)
     for future in futures:
         future.result()
 
 
-@njit(nogil=True, cache=True)
-def _accumulate(w, live, tk, r, theta, slope, offset):
-    """Add input ``w`` (arriving at ``tk``) to the live neurons; count those crossing by ``r``."""
-    hits = 0
-    for i in range(w.shape[0]):
-        a = w[i] * live[i]
-        slope[i] += a
-        offset[i] += a * tk
-        hits += (slope[i] * r - offset[i] >= theta[i]) & (live[i] > 0)
-    return hits
+def sort_keys(t_in: torch.Tensor) -> np.ndarray:
+    """Unsigned 64-bit keys ``[B, N]`` whose integer order is the float order of ``t_in`` (any sign)."""
+    t = t_in + 0.0  # −0.0 → +0.0, so equal times get equal keys
+    bits = t.view(torch.int32).to(torch.int64) if t.dtype == torch.float32 else t.view(torch.int64)
+    monotone = torch.where(bits < 0, bits ^ 0x7FFFFFFFFFFFFFFF, bits)  # negative floats count down
+    return (monotone ^ torch.iinfo(torch.int64).min).contiguous().numpy().view(np.uint64)
 
 
 @njit(nogil=True, cache=True)
-def _sort_sample(row, t_max, order, rank):
-    """Stable time order of the inputs inside the window; returns their count."""
+def _radix_order(row, keys, t_max, order, rank, key_a, key_b, idx_a, idx_b, hist):
+    """Stable LSD radix sort (bytes, constant bytes skipped) of the inputs inside the window."""
     inputs = row.shape[0]
-    keep = np.empty(inputs, np.int64)
     n = 0
+    ones = np.uint64(0)
+    zeros = ~np.uint64(0)
     for j in range(inputs):
         rank[j] = inputs  # "never causal"
         if np.isfinite(row[j]) and row[j] <= t_max:
-            keep[n] = j
+            key_a[n] = keys[j]
+            idx_a[n] = j
+            ones |= keys[j]
+            zeros &= keys[j]
             n += 1
-    kept = keep[:n]
-    perm = np.argsort(row[kept], kind="mergesort")  # stable: ties keep input order
+    varying = ones ^ zeros  # bits that differ between keys; bytes without any are already sorted
+    src_k, dst_k, src_i, dst_i = key_a, key_b, idx_a, idx_b
+    for byte in range(8):
+        shift = np.uint64(8 * byte)
+        if (varying >> shift) & np.uint64(255) == 0:
+            continue
+        hist[:] = 0
+        for m in range(n):
+            hist[(src_k[m] >> shift) & np.uint64(255)] += 1
+        start = 0
+        for d in range(256):
+            c = hist[d]
+            hist[d] = start
+            start += c
+        for m in range(n):
+            d = (src_k[m] >> shift) & np.uint64(255)
+            dst_k[hist[d]] = src_k[m]
+            dst_i[hist[d]] = src_i[m]
+            hist[d] += 1
+        src_k, dst_k, src_i, dst_i = dst_k, src_k, dst_i, src_i
     for k in range(n):
-        order[k] = kept[perm[k]]
-        rank[order[k]] = k
+        order[k] = src_i[k]
+        rank[src_i[k]] = k
     return n
+
+
+@njit(nogil=True, cache=True)
+def _advance(w_t, j, delta, slope, volt, theta):
+    """Add input ``j``, move every potential to the segment end; count neurons at threshold."""
+    hits = 0
+    for i in range(w_t.shape[1]):
+        slope[i] += w_t[j, i]
+        volt[i] += slope[i] * delta
+        hits += volt[i] >= theta[i]
+    return hits
 
 
 @njit(nogil=True, cache=True)
 def _scan_sample(order, row_t, n, w_t, theta, t_max, last, slope_out, offset_out, fired):
     neurons = w_t.shape[1]
     slope = np.zeros(neurons, w_t.dtype)
-    offset = np.zeros(neurons, w_t.dtype)
-    live = np.ones(neurons, w_t.dtype)
+    volt = np.zeros(neurons, w_t.dtype)
+    active = theta.copy()  # +inf once a neuron has fired
     remaining = neurons
     for k in range(n):
         tk = row_t[order[k]]
         r = t_max
         if k + 1 < n and row_t[order[k + 1]] < r:
             r = row_t[order[k + 1]]
-        hits = _accumulate(w_t[order[k]], live, tk, r, theta, slope, offset)
+        hits = _advance(w_t, order[k], r - tk, slope, volt, active)
         if hits:
             for i in range(neurons):
-                if live[i] > 0 and slope[i] * r - offset[i] >= theta[i]:
-                    live[i] = 0
+                if volt[i] >= active[i]:
+                    active[i] = np.inf
                     last[i] = k
                     slope_out[i] = slope[i]
-                    offset_out[i] = offset[i]
+                    offset_out[i] = slope[i] * r - volt[i]
                     fired[i] = True
             remaining -= hits
             if remaining == 0:
                 return
     for i in range(neurons):
-        if live[i] > 0:  # silent: its sums cover every input of the window
+        if active[i] < np.inf:  # silent: its sums cover every input of the window
             last[i] = n - 1
             slope_out[i] = slope[i]
-            offset_out[i] = offset[i]
+            offset_out[i] = slope[i] * t_max - volt[i]
             fired[i] = False
 
 
 @njit(nogil=True, cache=True)
-def _search_range(b0, b1, t_in, w_t, theta, t_max, order, rank, count, last, slope, offset, fired):
+def _search_range(b0, b1, part, t_in, keys, w_t, theta, t_max, order, rank, count, last, slope, offset, fired):
+    inputs = t_in.shape[1]
+    key_a = np.empty(inputs, np.uint64)
+    key_b = np.empty(inputs, np.uint64)
+    idx_a = np.empty(inputs, np.int64)
+    idx_b = np.empty(inputs, np.int64)
+    hist = np.empty(256, np.int64)
     for b in range(b0, b1):
-        count[b] = _sort_sample(t_in[b], t_max, order[b], rank[b])
+        count[b] = _radix_order(t_in[b], keys[b], t_max, order[b], rank[b], key_a, key_b, idx_a, idx_b, hist)
         _scan_sample(order[b], t_in[b], count[b], w_t, theta, t_max, last[b], slope[b], offset[b], fired[b])
 
 
-def search(t_in, w_t, theta, t_max, order, rank, count, last, slope, offset, fired):
+def search(t_in, keys, w_t, theta, t_max, order, rank, count, last, slope, offset, fired):
     """Fill ``order, rank [B, N]``, ``count [B]``, ``last, slope, offset, fired [B, M]`` (module doc)."""
-    _parallel(_search_range, t_in.shape[0], t_in, w_t, theta, t_max, order, rank, count, last, slope, offset, fired)
-
-
-@njit(nogil=True, cache=True, fastmath=_REASSOC)
-def _forward_row(last_b, v, k, t, a_out, b_out, zero):
-    for i in range(v.shape[0]):
-        x = v[i] if k <= last_b[i] else zero
-        a_out[i] += x
-        b_out[i] += x * t
+    _parallel(_search_range, t_in.shape[0], t_in, keys, w_t, theta, t_max, order, rank, count, last, slope, offset, fired)
 
 
 @njit(nogil=True, cache=True)
-def _causal_forward_range(b0, b1, t0, rank_f, last_f, v_t, a_out, b_out, zero):
-    inputs = t0.shape[1]
-    for b in range(b0, b1):
-        a_out[b, :] = 0
-        b_out[b, :] = 0
-        for j in range(inputs):
-            if rank_f[b, j] < inputs:
-                _forward_row(last_f[b], v_t[j], rank_f[b, j], t0[b, j], a_out[b], b_out[b], zero)
-
-
-def causal_forward(t0, rank_f, last_f, v_t, a_out, b_out):
-    """``a_out, b_out [B, M]`` ← causal sums of ``v_t [N, M]`` (``rank_f``, ``last_f`` as floats)."""
-    _parallel(_causal_forward_range, t0.shape[0], t0, rank_f, last_f, v_t, a_out, b_out, v_t.dtype.type(0))
+def _tails(last_b, n):
+    """Neurons with a non-empty tail sorted by ``last``, and for each tail row ``k`` (input rank) the
+    number ``p_k`` of them whose tail holds it: the tails nest, so those are the first ``p_k``."""
+    neurons = np.flatnonzero(last_b < n - 1)
+    neurons = neurons[np.argsort(last_b[neurons], kind="mergesort")]
+    first = last_b[neurons[0]] + 1 if neurons.shape[0] else n
+    rows = np.arange(first, n)
+    return neurons, rows, np.searchsorted(last_b[neurons], rows, side="left")
 
 
 @njit(nogil=True, cache=True, fastmath=_REASSOC)
-def _backward_row(last_b, da, db, dv_row, v_row, k, t, zero):
+def _tail_row_backward(last, b, k, v_t, j, tj, grad_a, grad_b, dv_parts, part):
+    """Input ``j`` (rank ``k``) of sample ``b``, all neurons at once (vectorised, masked by ``last < k``)."""
+    zero = v_t.dtype.type(0)
     acc = zero
-    for i in range(v_row.shape[0]):
-        causal = k <= last_b[i]
-        ga = da[i] if causal else zero
-        gb = db[i] if causal else zero
-        dv_row[i] += ga + gb * t
-        acc += gb * v_row[i]
+    for i in range(v_t.shape[1]):
+        tail = last[b, i] < k
+        ga = grad_a[b, i] if tail else zero
+        gb = grad_b[b, i] if tail else zero
+        dv_parts[part, j, i] += ga + gb * tj
+        acc += gb * v_t[j, i]
     return acc
 
 
+@njit(nogil=True, cache=True, fastmath=_REASSOC)
+def _tail_row_forward(last, b, k, v_t, j, tj, sums_a, sums_b):
+    zero = v_t.dtype.type(0)
+    for i in range(v_t.shape[1]):
+        x = v_t[j, i] if last[b, i] < k else zero
+        sums_a[b, i] -= x
+        sums_b[b, i] -= x * tj
+
+
 @njit(nogil=True, cache=True)
-def _causal_backward_range(j0, j1, t0, rank_f, last_f, v_t, da, db, dv_t, dt, zero):
-    batch, inputs = t0.shape
-    dv_t[j0:j1, :] = 0
-    for block in range(j0, j1, _BLOCK):  # a few rows of dv stay in L1 while the batch streams past
-        for b in range(batch):
-            for j in range(block, min(j1, block + _BLOCK)):
-                if rank_f[b, j] < inputs:
-                    dt[b, j] = _backward_row(last_f[b], da[b], db[b], dv_t[j], v_t[j], rank_f[b, j], t0[b, j], zero)
-                else:
-                    dt[b, j] = zero
+def _tails_forward_range(b0, b1, part, t0, order, count, last, v_t, sums_a, sums_b):
+    width = v_t.shape[1]
+    for b in range(b0, b1):
+        neurons, rows, prefix = _tails(last[b], count[b])
+        for r in range(rows.shape[0]):
+            j = order[b, rows[r]]
+            tj = t0[b, j]
+            if 8 * prefix[r] > width:  # many tail neurons: one masked pass over all of them
+                _tail_row_forward(last, b, rows[r], v_t, j, tj, sums_a, sums_b)
+            else:
+                for q in range(prefix[r]):
+                    i = neurons[q]
+                    sums_a[b, i] -= v_t[j, i]
+                    sums_b[b, i] -= v_t[j, i] * tj
 
 
-def causal_backward(t0, rank_f, last_f, v_t, da, db, dv_t, dt):
-    """``dv_t [N, M]``, ``dt [B, N]`` ← vector-Jacobian product of the causal sums (module doc)."""
-    _parallel(_causal_backward_range, t0.shape[1], t0, rank_f, last_f, v_t, da, db, dv_t, dt, v_t.dtype.type(0))
+@njit(nogil=True, cache=True)
+def _tails_backward_range(b0, b1, part, t0, order, count, last, v_t, grad_a, grad_b, dv_parts, dt):
+    width = v_t.shape[1]
+    for b in range(b0, b1):
+        neurons, rows, prefix = _tails(last[b], count[b])
+        for r in range(rows.shape[0]):
+            j = order[b, rows[r]]
+            tj = t0[b, j]
+            if 8 * prefix[r] > width:
+                dt[b, j] = _tail_row_backward(last, b, rows[r], v_t, j, tj, grad_a, grad_b, dv_parts, part)
+            else:
+                acc = v_t.dtype.type(0)
+                for q in range(prefix[r]):
+                    i = neurons[q]
+                    dv_parts[part, j, i] += grad_a[b, i] + grad_b[b, i] * tj
+                    acc += grad_b[b, i] * v_t[j, i]
+                dt[b, j] = acc
+
+
+def subtract_tails(t0, order, count, last, v_t, sums_a, sums_b):
+    """Forward causal sums: ``sums_a, sums_b [B, M]`` hold the dense sums over the window; subtract the tails."""
+    _parallel(_tails_forward_range, t0.shape[0], t0, order, count, last, v_t, sums_a, sums_b)
+
+
+def tail_gradients(t0, order, count, last, v_t, grad_a, grad_b):
+    """Backward tails: ``(dv_t [N, M], dt [B, N])`` to subtract from the dense vector-Jacobian products."""
+    parts = np.zeros((workers(t0.shape[0]),) + v_t.shape, t0.dtype)
+    dt = np.zeros(t0.shape, t0.dtype)
+    _parallel(_tails_backward_range, t0.shape[0], t0, order, count, last, v_t, grad_a, grad_b, parts, dt)
+    return (parts[0] if parts.shape[0] == 1 else parts.sum(0)), dt

@@ -174,8 +174,9 @@ def _check_layer_args(t_in: Tensor, weight: Tensor, who: str) -> None:
         )
     if not t_in.is_floating_point() or t_in.dtype != weight.dtype:
         raise ValueError(f"{who}: input times ({t_in.dtype}) and weight ({weight.dtype}) must share a float dtype")
-    if torch.isnan(t_in).any() or (t_in == -math.inf).any():
-        raise ValueError(f"{who}: input times contain NaN or -inf (silent inputs are +inf)")
+    if t_in.numel() and torch.isnan(t_in.sum()):  # one pass: NaN or (-inf + inf) make the sum NaN
+        if torch.isnan(t_in).any() or (t_in == -math.inf).any():
+            raise ValueError(f"{who}: input times contain NaN or -inf (silent inputs are +inf)")
 
 
 def _threshold_tensor(threshold: ThresholdLike, weight: Tensor, who: str) -> Tensor:
@@ -216,7 +217,9 @@ class _Search(NamedTuple):
     slope: Tensor
     offset: Tensor
     fired: Tensor
-    valid_count: Tensor  # [B] inputs inside the window
+    order: Optional[Tensor] = None  # [B, N] inputs in time order (numba back-end)
+    count: Optional[Tensor] = None  # [B] inputs inside the window (numba back-end)
+    weight_t: Optional[Tensor] = None  # [N, M] contiguous transposed weights (numba back-end)
 
 
 def sorted_window(t_in: Tensor, t_max: float):
@@ -272,7 +275,7 @@ def _search_torch(t_in: Tensor, weight: Tensor, theta: Tensor, t_max: float, chu
         slope[:, m0:m1] = s.gather(1, kk).squeeze(1) * nonempty
         offset[:, m0:m1] = p.gather(1, kk).squeeze(1) * nonempty
         fired[:, m0:m1] = hit
-    return _Search(CausalSet(rank, last), slope, offset, fired, count)
+    return _Search(CausalSet(rank, last), slope, offset, fired)
 
 
 def _search_numba(t_in: Tensor, weight: Tensor, theta: Tensor, t_max: float) -> _Search:
@@ -291,10 +294,10 @@ def _search_numba(t_in: Tensor, weight: Tensor, theta: Tensor, t_max: float) -> 
     fired = torch.empty(batch, neurons, dtype=torch.bool)
     scalar = t_np.numpy().dtype.type(t_max)
     _ttfs_numba.search(
-        t_np.numpy(), w_t.numpy(), theta_m.numpy(), scalar, order.numpy(), rank.numpy(), count.numpy(),
-        last.numpy(), slope.numpy(), offset.numpy(), fired.numpy(),
+        t_np.numpy(), _ttfs_numba.sort_keys(t_np), w_t.numpy(), theta_m.numpy(), scalar, order.numpy(),
+        rank.numpy(), count.numpy(), last.numpy(), slope.numpy(), offset.numpy(), fired.numpy(),
     )
-    return _Search(CausalSet(rank, last), slope, offset, fired, count)
+    return _Search(CausalSet(rank, last), slope, offset, fired, order, count, w_t)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -310,16 +313,17 @@ class _CausalSums(torch.autograd.Function):
     """``(A, B) = (Σ_{j∈C} v_ij, Σ_{j∈C} v_ij t_j)`` with the hand-written backward of the module doc."""
 
     @staticmethod
-    def forward(ctx, t_in, values, rank, last, backend, known):
+    def forward(ctx, t_in, values, rank, last, backend, found):
         t0 = t_in.masked_fill(rank >= t_in.shape[1], 0.0)  # inputs outside every causal set → 0
-        if known is not None:  # (A, B) already computed by the forward search
-            a, b = known
+        if backend == "numba":  # time order and transposed values, shared with the backward pass
+            if found is None:
+                ctx.numba = (*_order_and_count(rank), values.detach().t().contiguous())
+            else:
+                ctx.numba = (found.order, found.count, found.weight_t)
+        if found is not None:  # (A, B) already computed by the forward search
+            a, b = found.slope, found.offset
         elif backend == "numba":
-            a, b = t_in.new_empty(last.shape), t_in.new_empty(last.shape)
-            _ttfs_numba.causal_forward(
-                t0.contiguous().numpy(), rank.to(t0.dtype).numpy(), last.to(t0.dtype).numpy(),
-                values.detach().t().contiguous().numpy(), a.numpy(), b.numpy(),
-            )
+            a, b = _causal_forward_numba(t0, values, rank, last, *ctx.numba)
         else:
             a, b = _causal_forward_torch(t0, values, CausalSet(rank, last))
         ctx.backend = backend
@@ -330,17 +334,40 @@ class _CausalSums(torch.autograd.Function):
     def backward(ctx, grad_a, grad_b):
         t0, values, rank, last = ctx.saved_tensors
         if ctx.backend == "numba":
-            dv_t = t0.new_empty(values.shape[1], values.shape[0])
-            dt = torch.empty_like(t0)
-            _ttfs_numba.causal_backward(
-                t0.contiguous().numpy(), rank.to(t0.dtype).numpy(), last.to(t0.dtype).numpy(),
-                values.detach().t().contiguous().numpy(), grad_a.contiguous().numpy(),
-                grad_b.contiguous().numpy(), dv_t.numpy(), dt.numpy(),
-            )
-            dv = dv_t.t()
+            dv, dt = _causal_backward_numba(t0, values, rank, last, grad_a, grad_b, *ctx.numba, ctx.needs_input_grad[0])
         else:
             dv, dt = _causal_backward_torch(t0, values, CausalSet(rank, last), grad_a, grad_b)
         return (dt if ctx.needs_input_grad[0] else None), (dv if ctx.needs_input_grad[1] else None), None, None, None, None
+
+
+def _order_and_count(rank: Tensor) -> tuple[Tensor, Tensor]:
+    """Inverse of ``rank``: ``order [B, N]`` (inputs in time order, then padding) and ``count [B]``."""
+    batch, inputs = rank.shape
+    order = torch.zeros(batch, inputs + 1, dtype=torch.long, device=rank.device)
+    order.scatter_(1, rank, torch.arange(inputs, device=rank.device).expand(batch, inputs))
+    return order[:, :inputs].contiguous(), (rank < inputs).sum(1)
+
+
+def _causal_forward_numba(t0, values, rank, last, order, count, values_t) -> tuple[Tensor, Tensor]:
+    """Dense sums over the window (two products) minus each neuron's tail (compiled loop)."""
+    in_window = (rank < t0.shape[1]).to(t0.dtype)
+    a, b = in_window @ values.t(), t0 @ values.t()
+    _ttfs_numba.subtract_tails(
+        t0.contiguous().numpy(), order.numpy(), count.numpy(), last.contiguous().numpy(), values_t.numpy(), a.numpy(), b.numpy()
+    )
+    return a, b
+
+
+def _causal_backward_numba(t0, values, rank, last, grad_a, grad_b, order, count, values_t, need_dt) -> tuple[Tensor, Tensor]:
+    """Dense vector-Jacobian products over the window (matrix products) minus the tails (compiled loop)."""
+    in_window = (rank < t0.shape[1]).to(t0.dtype)
+    dv_t = torch.cat([in_window, t0]).t() @ torch.cat([grad_a, grad_b])  # [N, M]: Σ_b dA_bi + dB_bi t_bj
+    tail_dv_t, tail_dt = _ttfs_numba.tail_gradients(
+        t0.contiguous().numpy(), order.numpy(), count.numpy(), last.contiguous().numpy(), values_t.numpy(),
+        grad_a.contiguous().numpy(), grad_b.contiguous().numpy(),
+    )
+    dt = (grad_b @ values).mul_(in_window).sub_(torch.from_numpy(tail_dt)) if need_dt else None
+    return dv_t.sub_(torch.from_numpy(tail_dv_t)).t(), dt
 
 
 def _causal_forward_torch(t0: Tensor, values: Tensor, causal: CausalSet) -> tuple[Tensor, Tensor]:
@@ -492,9 +519,7 @@ def ttfs_dense(
             found = _search_numba(t_in, weight, theta, t_max)
         else:
             found = _search_torch(t_in, weight, theta, t_max, chunk_size)
-    slope, offset = _CausalSums.apply(
-        t_in, weight, found.causal.rank, found.causal.last, backend, (found.slope, found.offset)
-    )
+    slope, offset = _CausalSums.apply(t_in, weight, found.causal.rank, found.causal.last, backend, found)
     times = spike_time(
         theta, slope, offset, found.fired, slope_floor=slope_floor, max_dw=max_dw,
         t_first=_first_input(t_in), counter=counter,
