@@ -46,7 +46,7 @@ def test_build_defaults_and_options():
 
 def test_step_result_loss_accuracy_and_extras():
     torch.manual_seed(0)
-    model, objective = build_ttfs({"sizes": [12, 8, 3], "regularisers": [{"name": "m_ssr", "gamma": 1e-2}]})
+    model, objective = build_ttfs({"sizes": [12, 8, 3], "silent_penalty": 0.0, "regularisers": [{"name": "m_ssr", "gamma": 1e-2}]})
     batch = blobs()
     result = objective(model, batch)
     assert isinstance(result, StepResult) and result.count == 96
@@ -78,7 +78,7 @@ def test_step_result_loss_accuracy_and_extras():
 @pytest.mark.parametrize("silent_output", ["clamp", "extrapolate"])
 def test_silent_outputs_give_finite_loss_and_gradients(silent_output):
     torch.manual_seed(0)
-    model, objective = build_ttfs({"sizes": [12, 8, 3], "weight_mean": [2.0, -3.0], "silent_output": silent_output})
+    model, objective = build_ttfs({"sizes": [12, 8, 3], "weight_mean": [2.0, -3.0], "silent_output": silent_output, "silent_penalty": 0.0})
     batch = blobs(n=16)
     result = objective(model, batch)
     assert result.extras["spikes_per_neuron_layer1"].item() > 0
@@ -153,3 +153,20 @@ def test_objective_rejects_sequence_batches():
     model, objective = build_ttfs({"sizes": [12, 3]})
     with pytest.raises(ValueError, match=r"x \[B, C\]"):
         objective(model, Batch(torch.rand(5, 4, 12), torch.zeros(4, dtype=torch.long)))
+
+
+def test_silent_penalty_pushes_only_silent_label_neurons():
+    torch.manual_seed(0)
+    config = {"sizes": [12, 8, 3], "weight_mean": [2.0, -3.0]}
+    model, plain = build_ttfs(config | {"silent_penalty": 0.0})
+    _, penalised = build_ttfs(config | {"silent_penalty": 0.5})
+    batch = blobs(n=16)
+    trace = model(batch.x).traces[-1]
+    assert not trace.output.fired.any()
+    late = (TTFSObjective.extrapolated_times(trace) - 3.0).gather(1, batch.y[:, None]).mean()
+    assert penalised(model, batch).loss.item() == pytest.approx((plain(model, batch).loss + 0.5 * late).item(), rel=1e-6)
+    loud, _ = build_ttfs({"sizes": [12, 8, 3], "weight_mean": 6.0})
+    assert loud(batch.x).traces[-1].output.fired.all()
+    assert penalised(loud, batch).loss.item() == pytest.approx(plain(loud, batch).loss.item())
+    with pytest.raises(ValueError, match="silent_penalty"):
+        TTFSObjective(silent_penalty=-1.0)

@@ -9,6 +9,7 @@ from .network import Network
 from .params import count_parameters, param_groups
 from .readout import READOUT_MODES, Readout
 from .timing import PRESETS, TimingFactor
+from .ttfs import TTFSDense, TTFSNetwork
 
 __all__ = [
     "DHDense",
@@ -23,6 +24,8 @@ __all__ = [
     "Soma",
     "SpikeMonitor",
     "SpikingLayer",
+    "TTFSDense",
+    "TTFSNetwork",
     "TimingFactor",
     "branch_mask",
     "build_network",

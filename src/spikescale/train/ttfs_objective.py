@@ -6,7 +6,7 @@ r"""The TTFS objective: decode by the earliest output spike, softmax cross-entro
 
 .. math::
     L = \mathrm{CE}\big(\mathrm{softmax}(-\tilde t / σ),\, y\big)
-        + λ_t \big(e^{\tilde t_y / β} - 1\big) + \sum_r R_r
+        + λ_t \big(e^{\tilde t_y / β} - 1\big) + λ_s [\hat t_y - T]_+ + \sum_r R_r
 
 averaged over the batch, with ``t̃`` the output times made finite for silent outputs
 (``silent_output``):
@@ -19,7 +19,11 @@ averaged over the batch, with ``t̃`` the output times made finite for silent ou
 
 The temporal penalty (``time_penalty`` ``λ_t``, ``time_penalty_scale`` ``β``) has the form used by
 Göltz et al. (fastAndDeep); the softmax is shift-invariant, so no reference time is needed in the
-cross-entropy. ``R_r`` are :class:`~spikescale.train.ssr.Regulariser` terms.
+cross-entropy. The no-spike penalty (``silent_penalty`` ``λ_s``, in the spirit of Comsa et al.'s
+``penalty_no_spike``) acts only when the label neuron is silent, through its extrapolated time
+``t̂_y`` (formula above, whatever ``silent_output`` is): the cross-entropy alone is blind to a common
+shift of all output times, so it cannot make a network whose outputs all fell silent fire again.
+``R_r`` are :class:`~spikescale.train.ssr.Regulariser` terms.
 
 Accuracy: the class is the earliest output spike (ties → lowest index); a sample with no output spike
 is an error. ``extras`` holds per-batch *sums over samples* (the trainer divides by the number of
@@ -65,6 +69,7 @@ class TTFSObjective:
     Args:
         sigma: softmax temperature ``σ`` (time units).
         time_penalty, time_penalty_scale: ``λ_t`` and ``β`` of the temporal penalty (off when 0).
+        silent_penalty: ``λ_s`` of the no-spike penalty on silent label neurons (off when 0).
         silent_output: ``"clamp"`` or ``"extrapolate"``.
         regularisers: :class:`~spikescale.train.ssr.Regulariser` terms (names must differ).
     """
@@ -75,6 +80,7 @@ class TTFSObjective:
         sigma: float = 0.1,
         time_penalty: float = 0.0,
         time_penalty_scale: float = 1.0,
+        silent_penalty: float = 1.0,
         silent_output: str = "extrapolate",
         regularisers: Sequence[Regulariser] = (),
     ) -> None:
@@ -83,6 +89,8 @@ class TTFSObjective:
             problems.append(f"sigma must be > 0, got {sigma}")
         if time_penalty < 0 or not time_penalty_scale > 0:
             problems.append(f"time_penalty must be >= 0 and time_penalty_scale > 0, got {time_penalty}, {time_penalty_scale}")
+        if silent_penalty < 0:
+            problems.append(f"silent_penalty must be >= 0, got {silent_penalty}")
         if silent_output not in SILENT_OUTPUTS:
             problems.append(f"silent_output must be one of {SILENT_OUTPUTS}, got {silent_output!r}")
         names = [r.name for r in regularisers]
@@ -91,8 +99,15 @@ class TTFSObjective:
         if problems:
             raise ValueError("TTFS objective: " + "; ".join(problems))
         self.sigma, self.time_penalty, self.time_penalty_scale = float(sigma), float(time_penalty), float(time_penalty_scale)
-        self.silent_output = silent_output
+        self.silent_penalty, self.silent_output = float(silent_penalty), silent_output
         self.regularisers = list(regularisers)
+
+    @staticmethod
+    def extrapolated_times(trace: LayerTrace) -> Tensor:
+        """``T + (ϑ − ṽ(T))·(T − T_0)/ϑ`` for every output ``[B, K]`` (meaningful for silent ones)."""
+        out = trace.output
+        potential = out.slope * trace.t_end - out.offset  # ṽ(T): a silent neuron's sums cover its window
+        return trace.t_end + (trace.threshold - potential) * (trace.t_end - trace.t_start) / trace.threshold
 
     def finite_times(self, trace: LayerTrace) -> Tensor:
         """Output times ``[B, K]`` with silent outputs replaced as ``silent_output`` says."""
@@ -100,8 +115,7 @@ class TTFSObjective:
         if self.silent_output == "clamp":
             surrogate = torch.full_like(out.times, trace.t_end)
         else:
-            potential = out.slope * trace.t_end - out.offset  # ṽ(T): a silent neuron's sums cover its window
-            surrogate = trace.t_end + (trace.threshold - potential) * (trace.t_end - trace.t_start) / trace.threshold
+            surrogate = self.extrapolated_times(trace)
         return torch.where(out.fired, out.times, surrogate)
 
     def __call__(self, model: TTFSNetwork, batch: Batch) -> StepResult:
@@ -114,6 +128,10 @@ class TTFSObjective:
         if self.time_penalty:
             label_time = times.gather(1, batch.y[:, None]).squeeze(1)
             loss = loss + self.time_penalty * torch.expm1(label_time / self.time_penalty_scale).mean()
+        if self.silent_penalty:
+            output = result.traces[-1]
+            late = torch.where(output.output.fired, torch.zeros_like(times), self.extrapolated_times(output) - output.t_end)
+            loss = loss + self.silent_penalty * late.gather(1, batch.y[:, None]).clamp(min=0).mean()
         extras: dict[str, Tensor] = {"cross_entropy": per_sample_ce.detach().sum()}
         for regulariser in self.regularisers:
             value = regulariser(result.traces)
@@ -127,7 +145,8 @@ class TTFSObjective:
     def __repr__(self) -> str:
         return (
             f"TTFSObjective(sigma={self.sigma:g}, time_penalty={self.time_penalty:g}, "
-            f"time_penalty_scale={self.time_penalty_scale:g}, silent_output={self.silent_output!r}, "
+            f"time_penalty_scale={self.time_penalty_scale:g}, silent_penalty={self.silent_penalty:g}, "
+            f"silent_output={self.silent_output!r}, "
             f"regularisers={self.regularisers})"
         )
 
@@ -182,6 +201,7 @@ OBJECTIVE_OPTIONS = {
     "sigma": 0.1,
     "time_penalty": 0.0,
     "time_penalty_scale": 1.0,
+    "silent_penalty": 1.0,
     "silent_output": "extrapolate",
     "regularisers": [],
 }
