@@ -279,6 +279,8 @@ def test_bad_arguments_raise_clear_errors():
         ttfs_dense(t_in[:, :3], weight)
     with pytest.raises(ValueError, match="NaN"):
         ttfs_dense(torch.full_like(t_in, math.nan), weight)
+    with pytest.raises(ValueError, match="-inf"):
+        ttfs_dense(torch.full_like(t_in, -INF), weight)
     with pytest.raises(ValueError, match="> 0"):
         ttfs_dense(t_in, weight, 0.0)
     with pytest.raises(ValueError, match="unknown TTFS backend"):

@@ -27,6 +27,15 @@ def test_learnable_threshold_gets_gradients():
     assert "threshold" not in dict(TTFSDense(6, 4).named_parameters())
 
 
+def test_stabilisers_reach_the_backward_pass():
+    torch.manual_seed(0)
+    layer = TTFSDense(6, 4, weight_mean=3.0, max_dw=1e-6, slope_floor=0.5)
+    out = layer(torch.rand(5, 6))
+    torch.where(out.fired, out.times, torch.zeros_like(out.times)).sum().backward()
+    assert layer.chopped.count == int(out.fired.sum()) > 0  # every firing neuron chopped at this tiny max_dw
+    assert layer.weight.grad.abs().sum() == 0
+
+
 def test_initialisation_scales_with_fan_in():
     torch.manual_seed(0)
     layer = TTFSDense(400, 300, weight_mean=2.0, weight_std=1.0)

@@ -174,7 +174,8 @@ def _check_layer_args(t_in: Tensor, weight: Tensor, who: str) -> None:
         )
     if not t_in.is_floating_point() or t_in.dtype != weight.dtype:
         raise ValueError(f"{who}: input times ({t_in.dtype}) and weight ({weight.dtype}) must share a float dtype")
-    if t_in.numel() and torch.isnan(t_in.sum()):  # one pass: NaN or (-inf + inf) make the sum NaN
+    total = t_in.sum() if t_in.numel() else t_in.new_zeros(())
+    if torch.isnan(total) or total == -math.inf:  # one pass: a NaN or a -inf input shows in the sum
         if torch.isnan(t_in).any() or (t_in == -math.inf).any():
             raise ValueError(f"{who}: input times contain NaN or -inf (silent inputs are +inf)")
 
@@ -522,7 +523,7 @@ def ttfs_dense(
     slope, offset = _CausalSums.apply(t_in, weight, found.causal.rank, found.causal.last, backend, found)
     times = spike_time(
         theta, slope, offset, found.fired, slope_floor=slope_floor, max_dw=max_dw,
-        t_first=_first_input(t_in), counter=counter,
+        t_first=_first_input(t_in) if max_dw is not None else None, counter=counter,
     )
     return TTFSOutput(times, slope, offset, found.fired, found.causal, found.causal.last + 1)
 
@@ -588,7 +589,7 @@ def ttfs_dense_window(
         inside = (slope > 0) & (theta + offset <= slope * t_end) & ~early
     times = spike_time(
         theta, slope, offset, inside, slope_floor=slope_floor, max_dw=max_dw,
-        t_first=_first_input(t_in), counter=counter,
+        t_first=_first_input(t_in) if max_dw is not None else None, counter=counter,
     )
     times = torch.where(early, torch.full_like(times, t_start), times)
     count = torch.isfinite(t_in).sum(1, keepdim=True).expand_as(times)
