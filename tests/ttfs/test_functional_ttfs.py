@@ -300,3 +300,26 @@ def test_reference_and_window_outputs_describe_their_causal_sets():
     window = ttfs_dense_window(t_in, weight, 1.0, 1.0, 2.0)
     assert window.causal.rank is None
     assert torch.equal(window.count[:, 0], torch.isfinite(t_in).sum(1))
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba is not installed")
+@pytest.mark.parametrize("threads", [1, 3])
+def test_numba_results_do_not_depend_on_the_thread_count(threads):
+    t_in, weight = random_layer(batch=7, inputs=40, neurons=50, dtype=torch.float32, seed=71)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for count in (threads, 1):
+            torch.set_num_threads(count)
+            ti, w = t_in.clone().requires_grad_(), weight.clone().requires_grad_()
+            out = ttfs_dense(ti, w, 1.0, 2.0, backend="numba")
+            a, b = causal_sums(ti, w.clamp(min=0), out.causal, backend="numba")
+            finite_t = torch.where(out.fired, out.times, torch.zeros_like(out.times))
+            (finite_t.sum() + out.slope.sum() * 0.5 + a.sum() - b.sum()).backward()
+            results.append((out.times, a, b, ti.grad, w.grad))
+    finally:
+        torch.set_num_threads(previous)
+    for x, y in zip(*results):
+        assert torch.allclose(x, y, atol=1e-5, rtol=1e-5) or torch.equal(x, y)
+    reference = ttfs_dense(t_in, weight, 1.0, 2.0, backend="reference")
+    assert torch.equal(reference.fired, torch.isfinite(results[0][0]))

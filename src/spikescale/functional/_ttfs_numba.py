@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from numba import njit
 
-__all__ = ["sort_keys", "search", "subtract_tails", "tail_gradients", "workers"]
+__all__ = ["float_bits", "search", "subtract_tails", "subtract_tail_gradients", "workers"]
 
 # Reassociation only (no NaN/Inf assumptions): lets the reduction over neurons vectorise.
 _REASSOC = {"reassoc", "contract", "nsz", "arcp"}
@@ -60,28 +60,34 @@ def _parallel(kernel: Callable, total: int, *args) -> None:
         future.result()
 
 
-def sort_keys(t_in: torch.Tensor) -> np.ndarray:
-    """Unsigned 64-bit keys ``[B, N]`` whose integer order is the float order of ``t_in`` (any sign)."""
-    t = t_in + 0.0  # −0.0 → +0.0, so equal times get equal keys
-    bits = t.view(torch.int32).to(torch.int64) if t.dtype == torch.float32 else t.view(torch.int64)
-    monotone = torch.where(bits < 0, bits ^ 0x7FFFFFFFFFFFFFFF, bits)  # negative floats count down
-    return (monotone ^ torch.iinfo(torch.int64).min).contiguous().numpy().view(np.uint64)
+def float_bits(t_in: torch.Tensor) -> np.ndarray:
+    """The bits of ``t_in`` as signed integers of the same width (a view, no copy)."""
+    return t_in.view(torch.int32 if t_in.dtype == torch.float32 else torch.int64).numpy()
 
 
 @njit(nogil=True, cache=True)
-def _radix_order(row, keys, t_max, order, rank, key_a, key_b, idx_a, idx_b, hist):
-    """Stable LSD radix sort (bytes, constant bytes skipped) of the inputs inside the window."""
+def _radix_order(row, bits, t_max, order, rank, key_a, key_b, idx_a, idx_b, hist):
+    """Stable LSD radix sort (bytes, constant bytes skipped) of the inputs inside the window.
+
+    Keys: the float bits as a signed integer are ordered like the floats for non-negative values and
+    reversed for negative ones; flipping all but the sign bit of negative values, then the sign bit,
+    gives unsigned keys in float order (``-0.0`` is first made ``+0.0``).
+    """
     inputs = row.shape[0]
+    low_bits = (np.int64(1) << np.int64(8 * bits.itemsize - 1)) - np.int64(1)
+    sign = np.uint64(1) << np.uint64(63)
     n = 0
     ones = np.uint64(0)
     zeros = ~np.uint64(0)
     for j in range(inputs):
         rank[j] = inputs  # "never causal"
         if np.isfinite(row[j]) and row[j] <= t_max:
-            key_a[n] = keys[j]
+            raw = np.int64(bits[j]) if row[j] != 0 else np.int64(0)
+            key = np.uint64(raw ^ low_bits if raw < 0 else raw) ^ sign
+            key_a[n] = key
             idx_a[n] = j
-            ones |= keys[j]
-            zeros &= keys[j]
+            ones |= key
+            zeros &= key
             n += 1
     varying = ones ^ zeros  # bits that differ between keys; bytes without any are already sorted
     src_k, dst_k, src_i, dst_i = key_a, key_b, idx_a, idx_b
@@ -153,7 +159,7 @@ def _scan_sample(order, row_t, n, w_t, theta, t_max, last, slope_out, offset_out
 
 
 @njit(nogil=True, cache=True)
-def _search_range(b0, b1, part, t_in, keys, w_t, theta, t_max, order, rank, count, last, slope, offset, fired):
+def _search_range(b0, b1, part, t_in, bits, w_t, theta, t_max, order, rank, count, last, slope, offset, fired):
     inputs = t_in.shape[1]
     key_a = np.empty(inputs, np.uint64)
     key_b = np.empty(inputs, np.uint64)
@@ -161,13 +167,14 @@ def _search_range(b0, b1, part, t_in, keys, w_t, theta, t_max, order, rank, coun
     idx_b = np.empty(inputs, np.int64)
     hist = np.empty(256, np.int64)
     for b in range(b0, b1):
-        count[b] = _radix_order(t_in[b], keys[b], t_max, order[b], rank[b], key_a, key_b, idx_a, idx_b, hist)
+        count[b] = _radix_order(t_in[b], bits[b], t_max, order[b], rank[b], key_a, key_b, idx_a, idx_b, hist)
         _scan_sample(order[b], t_in[b], count[b], w_t, theta, t_max, last[b], slope[b], offset[b], fired[b])
 
 
-def search(t_in, keys, w_t, theta, t_max, order, rank, count, last, slope, offset, fired):
-    """Fill ``order, rank [B, N]``, ``count [B]``, ``last, slope, offset, fired [B, M]`` (module doc)."""
-    _parallel(_search_range, t_in.shape[0], t_in, keys, w_t, theta, t_max, order, rank, count, last, slope, offset, fired)
+def search(t_in, bits, w_t, theta, t_max, order, rank, count, last, slope, offset, fired):
+    """Fill ``order, rank [B, N]``, ``count [B]``, ``last, slope, offset, fired [B, M]`` (module doc);
+    ``bits``: :func:`float_bits` of ``t_in``."""
+    _parallel(_search_range, t_in.shape[0], t_in, bits, w_t, theta, t_max, order, rank, count, last, slope, offset, fired)
 
 
 @njit(nogil=True, cache=True)
@@ -182,15 +189,16 @@ def _tails(last_b, n):
 
 
 @njit(nogil=True, cache=True, fastmath=_REASSOC)
-def _tail_row_backward(last, b, k, v_t, j, tj, grad_a, grad_b, dv_parts, part):
-    """Input ``j`` (rank ``k``) of sample ``b``, all neurons at once (vectorised, masked by ``last < k``)."""
+def _tail_row_backward(last, b, k, v_t, j, tj, grad_a, grad_b, dv, dv_row):
+    """Input ``j`` (rank ``k``) of sample ``b``, all neurons at once (vectorised, masked by ``last < k``):
+    ``dv[dv_row] −= tail terms``; returns the tail part of ``dt[b, j]``."""
     zero = v_t.dtype.type(0)
     acc = zero
     for i in range(v_t.shape[1]):
         tail = last[b, i] < k
         ga = grad_a[b, i] if tail else zero
         gb = grad_b[b, i] if tail else zero
-        dv_parts[part, j, i] += ga + gb * tj
+        dv[dv_row, i] -= ga + gb * tj
         acc += gb * v_t[j, i]
     return acc
 
@@ -222,20 +230,23 @@ def _tails_forward_range(b0, b1, part, t0, order, count, last, v_t, sums_a, sums
 
 
 @njit(nogil=True, cache=True)
-def _tails_backward_range(b0, b1, part, t0, order, count, last, v_t, grad_a, grad_b, dv_parts, dt):
+def _tails_backward_range(b0, b1, part, t0, order, count, last, v_t, grad_a, grad_b, dv_t, dv_parts, dt):
+    """Subtract the tails from ``dv_t`` (first worker) or from ``dv_parts[part - 1]``; ``dt`` gets the
+    tail parts (to subtract)."""
     width = v_t.shape[1]
+    dv = dv_t if part == 0 else dv_parts[part - 1]
     for b in range(b0, b1):
         neurons, rows, prefix = _tails(last[b], count[b])
         for r in range(rows.shape[0]):
             j = order[b, rows[r]]
             tj = t0[b, j]
             if 8 * prefix[r] > width:
-                dt[b, j] = _tail_row_backward(last, b, rows[r], v_t, j, tj, grad_a, grad_b, dv_parts, part)
+                dt[b, j] = _tail_row_backward(last, b, rows[r], v_t, j, tj, grad_a, grad_b, dv, j)
             else:
                 acc = v_t.dtype.type(0)
                 for q in range(prefix[r]):
                     i = neurons[q]
-                    dv_parts[part, j, i] += grad_a[b, i] + grad_b[b, i] * tj
+                    dv[j, i] -= grad_a[b, i] + grad_b[b, i] * tj
                     acc += grad_b[b, i] * v_t[j, i]
                 dt[b, j] = acc
 
@@ -245,9 +256,12 @@ def subtract_tails(t0, order, count, last, v_t, sums_a, sums_b):
     _parallel(_tails_forward_range, t0.shape[0], t0, order, count, last, v_t, sums_a, sums_b)
 
 
-def tail_gradients(t0, order, count, last, v_t, grad_a, grad_b):
-    """Backward tails: ``(dv_t [N, M], dt [B, N])`` to subtract from the dense vector-Jacobian products."""
-    parts = np.zeros((workers(t0.shape[0]),) + v_t.shape, t0.dtype)
+def subtract_tail_gradients(t0, order, count, last, v_t, grad_a, grad_b, dv_t):
+    """Backward: ``dv_t [N, M]`` holds the dense vector-Jacobian product over the window; subtract the
+    tails in place. Returns the tails of ``dt [B, N]`` (to subtract from its dense product)."""
+    parts = np.zeros((workers(t0.shape[0]) - 1,) + v_t.shape, t0.dtype)
     dt = np.zeros(t0.shape, t0.dtype)
-    _parallel(_tails_backward_range, t0.shape[0], t0, order, count, last, v_t, grad_a, grad_b, parts, dt)
-    return (parts[0] if parts.shape[0] == 1 else parts.sum(0)), dt
+    _parallel(_tails_backward_range, t0.shape[0], t0, order, count, last, v_t, grad_a, grad_b, dv_t, parts, dt)
+    for part in parts:  # the other workers' (already negated) tails
+        dv_t += part
+    return dt

@@ -145,11 +145,11 @@ def ttfs_encode(x: Tensor, tau_in: float = 1.0, *, silent_zero: bool = True, off
         raise ValueError(f"ttfs_encode: expected a floating-point tensor of intensities, got {x.dtype}")
     if not tau_in > 0:
         raise ValueError(f"ttfs_encode: tau_in must be > 0, got {tau_in}")
-    if x.numel() and (torch.isnan(x).any() or x.min() < 0 or x.max() > 1):
-        raise ValueError(
-            f"ttfs_encode: intensities must lie in [0, 1] (got min {float(x.min()):g}, max {float(x.max()):g}"
-            f"{', NaN' if torch.isnan(x).any() else ''})"
-        )
+    if x.numel():
+        low, high = torch.aminmax(x)
+        if not (0 <= low and high <= 1):  # False for NaN too
+            nan = ", NaN" if torch.isnan(x).any() else ""
+            raise ValueError(f"ttfs_encode: intensities must lie in [0, 1] (got min {float(low):g}, max {float(high):g}{nan})")
     times = offset + tau_in * (1.0 - x)
     if silent_zero:
         times = times.masked_fill(x == 0, math.inf)
@@ -162,7 +162,7 @@ def ttfs_decode(times: Tensor) -> tuple[Tensor, Tensor]:
     Returns ``(prediction [B], spiked [B])``; ``spiked`` is False when every output is silent (the
     prediction is then meaningless and must be scored as an error).
     """
-    return times.argmin(-1), torch.isfinite(times).any(-1)
+    return times.argmin(-1), (times < math.inf).any(-1)
 
 
 def _check_layer_args(t_in: Tensor, weight: Tensor, who: str) -> None:
@@ -230,7 +230,7 @@ def sorted_window(t_in: Tensor, t_max: float):
     ``ts`` is differentiable with respect to ``t_in``; entries past a sample's ``count`` are ``+inf``;
     ``rank`` is the position of each input in the order (``N`` outside the window)."""
     batch, inputs = t_in.shape
-    valid = torch.isfinite(t_in) & (t_in <= t_max)
+    valid = (t_in < math.inf) & (t_in <= t_max)  # NaN and -inf were rejected by the argument check
     ts, order = torch.sort(t_in.masked_fill(~valid, math.inf), dim=1, stable=True)
     count = valid.sum(1)
     n = int(count.max()) if batch else 0
@@ -295,7 +295,7 @@ def _search_numba(t_in: Tensor, weight: Tensor, theta: Tensor, t_max: float) -> 
     fired = torch.empty(batch, neurons, dtype=torch.bool)
     scalar = t_np.numpy().dtype.type(t_max)
     _ttfs_numba.search(
-        t_np.numpy(), _ttfs_numba.sort_keys(t_np), w_t.numpy(), theta_m.numpy(), scalar, order.numpy(),
+        t_np.numpy(), _ttfs_numba.float_bits(t_np), w_t.numpy(), theta_m.numpy(), scalar, order.numpy(),
         rank.numpy(), count.numpy(), last.numpy(), slope.numpy(), offset.numpy(), fired.numpy(),
     )
     return _Search(CausalSet(rank, last), slope, offset, fired, order, count, w_t)
@@ -363,12 +363,12 @@ def _causal_backward_numba(t0, values, rank, last, grad_a, grad_b, order, count,
     """Dense vector-Jacobian products over the window (matrix products) minus the tails (compiled loop)."""
     in_window = (rank < t0.shape[1]).to(t0.dtype)
     dv_t = torch.cat([in_window, t0]).t() @ torch.cat([grad_a, grad_b])  # [N, M]: Σ_b dA_bi + dB_bi t_bj
-    tail_dv_t, tail_dt = _ttfs_numba.tail_gradients(
+    tail_dt = _ttfs_numba.subtract_tail_gradients(
         t0.contiguous().numpy(), order.numpy(), count.numpy(), last.contiguous().numpy(), values_t.numpy(),
-        grad_a.contiguous().numpy(), grad_b.contiguous().numpy(),
+        grad_a.contiguous().numpy(), grad_b.contiguous().numpy(), dv_t.numpy(),
     )
     dt = (grad_b @ values).mul_(in_window).sub_(torch.from_numpy(tail_dt)) if need_dt else None
-    return dv_t.sub_(torch.from_numpy(tail_dv_t)).t(), dt
+    return dv_t.t(), dt
 
 
 def _causal_forward_torch(t0: Tensor, values: Tensor, causal: CausalSet) -> tuple[Tensor, Tensor]:
@@ -408,7 +408,7 @@ def causal_sums(
     two matrix products. Used for ``(S, P)`` with ``values = W`` and by F-SSR with ``values = [W]_+``.
     """
     if causal.rank is None:
-        valid = torch.isfinite(t_in)
+        valid = t_in < math.inf
         return valid.to(values.dtype) @ values.t(), t_in.masked_fill(~valid, 0.0) @ values.t()
     backend = resolve_backend(backend, t_in.device)
     backend = "torch" if backend == "reference" else backend
@@ -592,7 +592,7 @@ def ttfs_dense_window(
         t_first=_first_input(t_in) if max_dw is not None else None, counter=counter,
     )
     times = torch.where(early, torch.full_like(times, t_start), times)
-    count = torch.isfinite(t_in).sum(1, keepdim=True).expand_as(times)
+    count = (t_in < math.inf).sum(1, keepdim=True).expand_as(times)
     return TTFSOutput(times, slope, offset, early | inside, causal, count)
 
 

@@ -130,9 +130,7 @@ class TTFSDense(nn.Module):
 
     def synaptic_operations(self, t_in: Tensor) -> Tensor:
         """Per sample ``[B]``: input spikes inside the window × fan-out (``out_features``)."""
-        inside = torch.isfinite(t_in)
-        if self.mode == "sorted":
-            inside = inside & (t_in <= self.t_max)
+        inside = (t_in <= self.t_max) if self.mode == "sorted" else (t_in < math.inf)
         return inside.sum(1).to(torch.float64) * self.out_features
 
     def extra_repr(self) -> str:

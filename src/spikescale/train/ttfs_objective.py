@@ -46,6 +46,7 @@ samples), all under this counting convention: a neuron spikes when it fires insi
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Sequence
 
 import torch
@@ -109,29 +110,32 @@ class TTFSObjective:
         potential = out.slope * trace.t_end - out.offset  # ṽ(T): a silent neuron's sums cover its window
         return trace.t_end + (trace.threshold - potential) * (trace.t_end - trace.t_start) / trace.threshold
 
-    def finite_times(self, trace: LayerTrace) -> Tensor:
-        """Output times ``[B, K]`` with silent outputs replaced as ``silent_output`` says."""
+    def finite_times(self, trace: LayerTrace, extrapolated: Optional[Tensor] = None) -> Tensor:
+        """Output times ``[B, K]`` with silent outputs replaced as ``silent_output`` says
+        (``extrapolated``: :meth:`extrapolated_times` if already computed)."""
         out = trace.output
         if self.silent_output == "clamp":
             surrogate = torch.full_like(out.times, trace.t_end)
         else:
-            surrogate = self.extrapolated_times(trace)
+            surrogate = self.extrapolated_times(trace) if extrapolated is None else extrapolated
         return torch.where(out.fired, out.times, surrogate)
 
     def __call__(self, model: TTFSNetwork, batch: Batch) -> StepResult:
         if batch.x.dim() != 2:
             raise ValueError(f"TTFS objective: expected static inputs x [B, C], got shape {tuple(batch.x.shape)}")
         result = model(batch.x)
-        times = self.finite_times(result.traces[-1])
+        output = result.traces[-1]
+        extrapolated = self.extrapolated_times(output) if self.silent_output == "extrapolate" or self.silent_penalty else None
+        times = self.finite_times(output, extrapolated)
         per_sample_ce = F.cross_entropy(-times / self.sigma, batch.y, reduction="none")
         loss = per_sample_ce.mean()
         if self.time_penalty:
             label_time = times.gather(1, batch.y[:, None]).squeeze(1)
             loss = loss + self.time_penalty * torch.expm1(label_time / self.time_penalty_scale).mean()
         if self.silent_penalty:
-            output = result.traces[-1]
-            late = torch.where(output.output.fired, torch.zeros_like(times), self.extrapolated_times(output) - output.t_end)
-            loss = loss + self.silent_penalty * late.gather(1, batch.y[:, None]).clamp(min=0).mean()
+            label = batch.y[:, None]
+            late = (extrapolated.gather(1, label) - output.t_end).clamp(min=0)
+            loss = loss + self.silent_penalty * torch.where(output.output.fired.gather(1, label), 0.0, late).mean()
         extras: dict[str, Tensor] = {"cross_entropy": per_sample_ce.detach().sum()}
         for regulariser in self.regularisers:
             value = regulariser(result.traces)
@@ -155,27 +159,28 @@ class TTFSObjective:
 def firing_metrics(model: TTFSNetwork, result: TTFSNetworkOutput, labels: Tensor) -> dict[str, Tensor]:
     """The firing ``extras`` of the module doc, as sums over the batch's samples."""
     metrics: dict[str, Tensor] = {}
-    metrics["spikes_per_neuron_input"] = torch.isfinite(result.inputs).sum(1).double().sum() / result.inputs.shape[1]
+    inputs = result.inputs
+    metrics["spikes_per_neuron_input"] = (inputs < math.inf).sum() / inputs.shape[1]
     hidden_spikes = hidden_neurons = 0
-    synops = synops_causal = 0.0
+    synops = synops_causal = 0
     for index, (layer, trace) in enumerate(zip(model.layers, result.traces), start=1):
-        spikes = trace.output.fired.sum(1).double()  # per sample
-        metrics[f"spikes_per_neuron_layer{index}"] = spikes.sum() / layer.out_features
+        spikes = trace.output.fired.sum()
+        metrics[f"spikes_per_neuron_layer{index}"] = spikes / layer.out_features
         if index < len(result.traces):
-            hidden_spikes = hidden_spikes + spikes.sum()
+            hidden_spikes = hidden_spikes + spikes
             hidden_neurons += layer.out_features
         synops = synops + layer.synaptic_operations(trace.inputs).sum()
-        synops_causal = synops_causal + trace.output.count.sum(dtype=torch.float64)
+        synops_causal = synops_causal + trace.output.count.sum()
     if hidden_neurons:
         metrics["spikes_per_neuron_hidden"] = hidden_spikes / hidden_neurons
     output = result.traces[-1].output
-    metrics["no_output_spike"] = (~output.fired.any(1)).sum().double()
-    metrics["silent_label"] = (~output.fired.gather(1, labels[:, None])).sum().double()
-    metrics["synops"] = torch.as_tensor(synops, dtype=torch.float64)
-    metrics["synops_causal"] = torch.as_tensor(synops_causal, dtype=torch.float64)
-    first = result.times.min(1).values
-    metrics["decision_time"] = torch.where(torch.isfinite(first), first, torch.full_like(first, result.traces[-1].t_end)).double().sum()
-    return metrics
+    metrics["no_output_spike"] = (~output.fired.any(1)).sum()
+    metrics["silent_label"] = (~output.fired.gather(1, labels[:, None])).sum()
+    metrics["synops"] = synops
+    metrics["synops_causal"] = synops_causal
+    first = result.times.min(1).values.clamp(max=result.traces[-1].t_end)  # no output spike: T
+    metrics["decision_time"] = first.sum()
+    return {key: value.to(torch.float64) for key, value in metrics.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
