@@ -11,10 +11,11 @@ def test_dense_layer_wraps_the_functional_modes():
     layer = TTFSDense(6, 4, threshold=0.8, t_max=2.0, weight_mean=2.0)
     t_in = torch.rand(3, 6)
     out = layer(t_in)
-    expected = ttfs_dense(t_in, layer.weight, 0.8, 2.0)
+    assert layer.weight.shape == (6, 4)  # input-major
+    expected = ttfs_dense(t_in, layer.weight.t(), 0.8, 2.0)
     assert torch.equal(out.times, expected.times) and out.times.shape == (3, 4)
     window = TTFSDense(6, 4, mode="window", t_start=1.0, t_max=2.0, weight_mean=2.0)
-    assert torch.equal(window(t_in).times, ttfs_dense_window(t_in, window.weight, 1.0, 1.0, 2.0).times)
+    assert torch.equal(window(t_in).times, ttfs_dense_window(t_in, window.weight.t(), 1.0, 1.0, 2.0).times)
     assert "window=[1, 2]" in repr(window)
 
 

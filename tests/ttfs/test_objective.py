@@ -103,14 +103,14 @@ def test_extrapolated_time_is_continuous_at_the_firing_boundary():
     with torch.no_grad():
         model.layers[0].weight.zero_()
         model.layers[0].weight[0, 0] = 1.0 / 1.5 + 1e-9  # reaches ϑ = 1 just before T
-        model.layers[0].weight[1, 0] = 1.0 / 1.5 - 1e-9  # stays just below
+        model.layers[0].weight[0, 1] = 1.0 / 1.5 - 1e-9  # stays just below
     trace = model(x).traces[-1]
     assert trace.output.fired.tolist() == [[True, False]]
     times = objective.finite_times(trace)
     assert times[0, 0].item() == pytest.approx(2.0, abs=1e-6)
     assert times[0, 1].item() == pytest.approx(2.0, abs=1e-6)
     with torch.no_grad():
-        model.layers[0].weight[1, 0] = 0.2  # ṽ(T) = 0.3 → T + (1 − 0.3)·2/1
+        model.layers[0].weight[0, 1] = 0.2  # ṽ(T) = 0.3 → T + (1 − 0.3)·2/1
     assert objective.finite_times(model(x).traces[-1])[0, 1].item() == pytest.approx(3.4)
 
 

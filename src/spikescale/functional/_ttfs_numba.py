@@ -66,12 +66,13 @@ def float_bits(t_in: torch.Tensor) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def _radix_order(row, bits, t_max, order, rank, key_a, key_b, idx_a, idx_b, hist):
+def _radix_order(row, bits, t_max, order, rank, inside, t0, key_a, key_b, idx_a, idx_b, hist):
     """Stable LSD radix sort (bytes, constant bytes skipped) of the inputs inside the window.
 
     Keys: the float bits as a signed integer are ordered like the floats for non-negative values and
     reversed for negative ones; flipping all but the sign bit of negative values, then the sign bit,
-    gives unsigned keys in float order (``-0.0`` is first made ``+0.0``).
+    gives unsigned keys in float order (``-0.0`` is first made ``+0.0``). Also fills the in-window
+    mask ``inside`` (1.0 / 0.0) and the times ``t0`` with the inputs outside the window set to 0.
     """
     inputs = row.shape[0]
     low_bits = (np.int64(1) << np.int64(8 * bits.itemsize - 1)) - np.int64(1)
@@ -81,7 +82,11 @@ def _radix_order(row, bits, t_max, order, rank, key_a, key_b, idx_a, idx_b, hist
     zeros = ~np.uint64(0)
     for j in range(inputs):
         rank[j] = inputs  # "never causal"
+        inside[j] = 0
+        t0[j] = 0
         if np.isfinite(row[j]) and row[j] <= t_max:
+            inside[j] = 1
+            t0[j] = row[j]
             raw = np.int64(bits[j]) if row[j] != 0 else np.int64(0)
             key = np.uint64(raw ^ low_bits if raw < 0 else raw) ^ sign
             key_a[n] = key
@@ -159,22 +164,25 @@ def _scan_sample(order, row_t, n, w_t, theta, t_max, last, slope_out, offset_out
 
 
 @njit(nogil=True, cache=True)
-def _search_range(b0, b1, part, t_in, bits, w_t, theta, t_max, order, rank, count, last, slope, offset, fired):
-    inputs = t_in.shape[1]
+def _search_range(b0, b1, part, t_in, bits, w_t, theta, t_max, order, rank, count, last, slope, offset, fired, window):
+    batch, inputs = t_in.shape
     key_a = np.empty(inputs, np.uint64)
     key_b = np.empty(inputs, np.uint64)
     idx_a = np.empty(inputs, np.int64)
     idx_b = np.empty(inputs, np.int64)
     hist = np.empty(256, np.int64)
     for b in range(b0, b1):
-        count[b] = _radix_order(t_in[b], bits[b], t_max, order[b], rank[b], key_a, key_b, idx_a, idx_b, hist)
+        count[b] = _radix_order(
+            t_in[b], bits[b], t_max, order[b], rank[b], window[b], window[batch + b], key_a, key_b, idx_a, idx_b, hist
+        )
         _scan_sample(order[b], t_in[b], count[b], w_t, theta, t_max, last[b], slope[b], offset[b], fired[b])
 
 
-def search(t_in, bits, w_t, theta, t_max, order, rank, count, last, slope, offset, fired):
-    """Fill ``order, rank [B, N]``, ``count [B]``, ``last, slope, offset, fired [B, M]`` (module doc);
-    ``bits``: :func:`float_bits` of ``t_in``."""
-    _parallel(_search_range, t_in.shape[0], t_in, bits, w_t, theta, t_max, order, rank, count, last, slope, offset, fired)
+def search(t_in, bits, w_t, theta, t_max, order, rank, count, last, slope, offset, fired, window):
+    """Fill ``order, rank [B, N]``, ``count [B]``, ``last, slope, offset, fired [B, M]`` and
+    ``window [2B, N]`` (in-window mask, then in-window times) (module doc); ``bits``: :func:`float_bits`
+    of ``t_in``."""
+    _parallel(_search_range, t_in.shape[0], t_in, bits, w_t, theta, t_max, order, rank, count, last, slope, offset, fired, window)
 
 
 @njit(nogil=True, cache=True)

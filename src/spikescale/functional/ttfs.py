@@ -150,9 +150,9 @@ def ttfs_encode(x: Tensor, tau_in: float = 1.0, *, silent_zero: bool = True, off
         if not (0 <= low and high <= 1):  # False for NaN too
             nan = ", NaN" if torch.isnan(x).any() else ""
             raise ValueError(f"ttfs_encode: intensities must lie in [0, 1] (got min {float(low):g}, max {float(high):g}{nan})")
-    times = offset + tau_in * (1.0 - x)
+    times = torch.sub(offset + tau_in, x, alpha=tau_in)  # offset + τ_in·(1 − x) in one pass
     if silent_zero:
-        times = times.masked_fill(x == 0, math.inf)
+        times.masked_fill_(x == 0, math.inf)
     return times
 
 
@@ -221,6 +221,7 @@ class _Search(NamedTuple):
     order: Optional[Tensor] = None  # [B, N] inputs in time order (numba back-end)
     count: Optional[Tensor] = None  # [B] inputs inside the window (numba back-end)
     weight_t: Optional[Tensor] = None  # [N, M] contiguous transposed weights (numba back-end)
+    window: Optional[Tensor] = None  # [2B, N]: see _window_matrix
 
 
 def sorted_window(t_in: Tensor, t_max: float):
@@ -293,12 +294,13 @@ def _search_numba(t_in: Tensor, weight: Tensor, theta: Tensor, t_max: float) -> 
     slope = torch.empty(batch, neurons, dtype=dtype)
     offset = torch.empty(batch, neurons, dtype=dtype)
     fired = torch.empty(batch, neurons, dtype=torch.bool)
+    window = torch.empty(2 * batch, inputs, dtype=dtype)
     scalar = t_np.numpy().dtype.type(t_max)
     _ttfs_numba.search(
         t_np.numpy(), _ttfs_numba.float_bits(t_np), w_t.numpy(), theta_m.numpy(), scalar, order.numpy(),
-        rank.numpy(), count.numpy(), last.numpy(), slope.numpy(), offset.numpy(), fired.numpy(),
+        rank.numpy(), count.numpy(), last.numpy(), slope.numpy(), offset.numpy(), fired.numpy(), window.numpy(),
     )
-    return _Search(CausalSet(rank, last), slope, offset, fired, order, count, w_t)
+    return _Search(CausalSet(rank, last), slope, offset, fired, order, count, w_t, window)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -310,12 +312,19 @@ def _causal_mask(causal: CausalSet, m0: int, m1: int) -> Tensor:
     return causal.rank[:, None, :] <= causal.last[:, m0:m1, None]
 
 
+def _window_matrix(t_in: Tensor, rank: Tensor) -> Tensor:
+    """``[2B, N]``: rows ``0..B-1`` the in-window mask ``f`` (1.0 / 0.0), rows ``B..2B-1`` the times
+    with inputs outside the window set to 0 (``t₀``), so that ``[f; t₀]`` enters one matrix product."""
+    inside = rank < t_in.shape[1]
+    return torch.cat([inside.to(t_in.dtype), t_in.masked_fill(~inside, 0.0)])
+
+
 class _CausalSums(torch.autograd.Function):
     """``(A, B) = (Σ_{j∈C} v_ij, Σ_{j∈C} v_ij t_j)`` with the hand-written backward of the module doc."""
 
     @staticmethod
     def forward(ctx, t_in, values, rank, last, backend, found):
-        t0 = t_in.masked_fill(rank >= t_in.shape[1], 0.0)  # inputs outside every causal set → 0
+        window = found.window if found is not None and found.window is not None else _window_matrix(t_in, rank)
         if backend == "numba":  # time order and transposed values, shared with the backward pass
             if found is None:
                 ctx.numba = (*_order_and_count(rank), values.detach().t().contiguous())
@@ -324,19 +333,20 @@ class _CausalSums(torch.autograd.Function):
         if found is not None:  # (A, B) already computed by the forward search
             a, b = found.slope, found.offset
         elif backend == "numba":
-            a, b = _causal_forward_numba(t0, values, rank, last, *ctx.numba)
+            a, b = _causal_forward_numba(window, values, last, *ctx.numba)
         else:
-            a, b = _causal_forward_torch(t0, values, CausalSet(rank, last))
+            a, b = _causal_forward_torch(window[t_in.shape[0]:], values, CausalSet(rank, last))
         ctx.backend = backend
-        ctx.save_for_backward(t0, values, rank, last)
+        ctx.save_for_backward(window, values, rank, last)
         return a, b
 
     @staticmethod
     def backward(ctx, grad_a, grad_b):
-        t0, values, rank, last = ctx.saved_tensors
+        window, values, rank, last = ctx.saved_tensors
         if ctx.backend == "numba":
-            dv, dt = _causal_backward_numba(t0, values, rank, last, grad_a, grad_b, *ctx.numba, ctx.needs_input_grad[0])
+            dv, dt = _causal_backward_numba(window, values, last, grad_a, grad_b, *ctx.numba, ctx.needs_input_grad[0])
         else:
+            t0 = window[rank.shape[0]:]
             dv, dt = _causal_backward_torch(t0, values, CausalSet(rank, last), grad_a, grad_b)
         return (dt if ctx.needs_input_grad[0] else None), (dv if ctx.needs_input_grad[1] else None), None, None, None, None
 
@@ -349,25 +359,26 @@ def _order_and_count(rank: Tensor) -> tuple[Tensor, Tensor]:
     return order[:, :inputs].contiguous(), (rank < inputs).sum(1)
 
 
-def _causal_forward_numba(t0, values, rank, last, order, count, values_t) -> tuple[Tensor, Tensor]:
-    """Dense sums over the window (two products) minus each neuron's tail (compiled loop)."""
-    in_window = (rank < t0.shape[1]).to(t0.dtype)
-    a, b = in_window @ values.t(), t0 @ values.t()
+def _causal_forward_numba(window, values, last, order, count, values_t) -> tuple[Tensor, Tensor]:
+    """Dense sums over the window (one product) minus each neuron's tail (compiled loop)."""
+    batch = last.shape[0]
+    sums = window @ values.t()  # [2B, M]: Σ_j f_bj v_ij and Σ_j t₀_bj v_ij
+    a, b = sums[:batch], sums[batch:]
     _ttfs_numba.subtract_tails(
-        t0.contiguous().numpy(), order.numpy(), count.numpy(), last.contiguous().numpy(), values_t.numpy(), a.numpy(), b.numpy()
+        window[batch:].numpy(), order.numpy(), count.numpy(), last.contiguous().numpy(), values_t.numpy(), a.numpy(), b.numpy()
     )
     return a, b
 
 
-def _causal_backward_numba(t0, values, rank, last, grad_a, grad_b, order, count, values_t, need_dt) -> tuple[Tensor, Tensor]:
+def _causal_backward_numba(window, values, last, grad_a, grad_b, order, count, values_t, need_dt) -> tuple[Tensor, Tensor]:
     """Dense vector-Jacobian products over the window (matrix products) minus the tails (compiled loop)."""
-    in_window = (rank < t0.shape[1]).to(t0.dtype)
-    dv_t = torch.cat([in_window, t0]).t() @ torch.cat([grad_a, grad_b])  # [N, M]: Σ_b dA_bi + dB_bi t_bj
+    batch = last.shape[0]
+    dv_t = window.t() @ torch.cat([grad_a, grad_b])  # [N, M]: Σ_b f_bj dA_bi + t₀_bj dB_bi
     tail_dt = _ttfs_numba.subtract_tail_gradients(
-        t0.contiguous().numpy(), order.numpy(), count.numpy(), last.contiguous().numpy(), values_t.numpy(),
+        window[batch:].numpy(), order.numpy(), count.numpy(), last.contiguous().numpy(), values_t.numpy(),
         grad_a.contiguous().numpy(), grad_b.contiguous().numpy(), dv_t.numpy(),
     )
-    dt = (grad_b @ values).mul_(in_window).sub_(torch.from_numpy(tail_dt)) if need_dt else None
+    dt = (grad_b @ values).mul_(window[:batch]).sub_(torch.from_numpy(tail_dt)) if need_dt else None
     return dv_t.t(), dt
 
 
@@ -418,8 +429,8 @@ def causal_sums(
 class _SpikeTime(torch.autograd.Function):
     @staticmethod
     def forward(ctx, threshold, slope, offset, fired, slope_floor, max_dw, t_first, counter):
-        safe = torch.where(fired, slope, torch.ones_like(slope))
-        times = torch.where(fired, (threshold + offset) / safe, torch.full_like(slope, math.inf))
+        safe = torch.where(fired, slope, 1.0)
+        times = torch.where(fired, (threshold + offset) / safe, math.inf)
         ctx.slope_floor, ctx.max_dw, ctx.counter = slope_floor, max_dw, counter
         ctx.theta_shape = threshold.shape
         ctx.save_for_backward(safe, times, fired, t_first)
@@ -428,13 +439,13 @@ class _SpikeTime(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         safe, times, fired, t_first = ctx.saved_tensors
-        g = torch.where(fired, grad, torch.zeros_like(grad))
-        finite_t = torch.where(fired, times, torch.zeros_like(times))
+        g = torch.where(fired, grad, 0.0)
+        finite_t = torch.where(fired, times, 0.0)
         denom = safe.clamp(min=ctx.slope_floor) if ctx.slope_floor > 0 else safe
         if ctx.max_dw is not None:
             # Largest |dL/dw_ij| of this (sample, neuron) is |g|·(t_i − earliest input)/S_i.
             chop = fired & (g.abs() * (finite_t - t_first[:, None]) / denom > ctx.max_dw)
-            g = torch.where(chop, torch.zeros_like(g), g)
+            g = g.masked_fill(chop, 0.0)
             if ctx.counter is not None:
                 ctx.counter.count += int(chop.sum())
         q = g / denom

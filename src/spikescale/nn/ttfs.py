@@ -61,6 +61,9 @@ class TTFSDense(nn.Module):
             chopped (sample, neuron) pairs are counted in ``self.chopped.count``.
 
     ``forward(t_in [B, N]) -> TTFSOutput`` (``times [B, M]``, ``+inf`` for silent neurons).
+
+    The parameter ``weight`` is stored input-major, ``[in_features, out_features]`` (the layout the
+    event-driven scan reads: one row per input spike); the functional calls get ``weight.t()``.
     """
 
     def __init__(
@@ -97,7 +100,7 @@ class TTFSDense(nn.Module):
         self.mode, self.backend, self.chunk_size = mode, backend, chunk_size
         self.t_start, self.t_max = float(t_start), float(t_max)
         self.slope_floor, self.max_dw = float(slope_floor), max_dw
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
         theta = torch.full((out_features,), float(threshold)) if learn_threshold else torch.tensor(float(threshold))
         if learn_threshold:
             self.threshold = nn.Parameter(theta)
@@ -117,16 +120,16 @@ class TTFSDense(nn.Module):
             raise ValueError(f"TTFSDense: expected input spike times [B, {self.in_features}], got {tuple(t_in.shape)}")
         options = dict(slope_floor=self.slope_floor, max_dw=self.max_dw, counter=self.chopped)
         if self.mode == "window":
-            return ttfs_dense_window(t_in, self.weight, self.threshold, self.t_start, self.t_max, **options)
+            return ttfs_dense_window(t_in, self.weight.t(), self.threshold, self.t_start, self.t_max, **options)
         return ttfs_dense(
-            t_in, self.weight, self.threshold, self.t_max, backend=self.backend, chunk_size=self.chunk_size, **options
+            t_in, self.weight.t(), self.threshold, self.t_max, backend=self.backend, chunk_size=self.chunk_size, **options
         )
 
     def trace(self, t_in: Tensor) -> LayerTrace:
         """Run the layer and package what the regularisers need (:class:`LayerTrace`)."""
         backend = "torch" if self.mode == "window" else resolve_backend(self.backend, t_in.device)
         start = self.t_start if self.mode == "window" else 0.0
-        return LayerTrace(t_in, self(t_in), self.weight, self.threshold, start, self.t_max, backend)
+        return LayerTrace(t_in, self(t_in), self.weight.t(), self.threshold, start, self.t_max, backend)
 
     def synaptic_operations(self, t_in: Tensor) -> Tensor:
         """Per sample ``[B]``: input spikes inside the window × fan-out (``out_features``)."""
@@ -181,7 +184,7 @@ class WeightBumping:
                 if dead is None:
                     self.scale[index] = 1.0
                     continue
-                layer.weight[dead] += self.amount * self.scale[index]
+                layer.weight[:, dead] += self.amount * self.scale[index]
                 self.scale[index] *= 2.0
                 self.pending[index] = None
 
