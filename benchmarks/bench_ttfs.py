@@ -108,7 +108,8 @@ def main() -> None:
 
     # Phases and back-ends on one batch, as multiples of the per-batch floor.
     model, _ = build_ttfs({})
-    weight = model.layers[0].weight.detach().clone().requires_grad_()
+    leaf = model.layers[0].weight.detach().clone().requires_grad_()  # [784, 400], input-major
+    weight = leaf.t()
     t_in = ttfs_encode(xb)
     grad = torch.randn(b, 400)  # phases below: medians, as multiples of a floor timed just before them
     rows = []
