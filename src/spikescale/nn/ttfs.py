@@ -56,7 +56,7 @@ class TTFSDense(nn.Module):
         chunk_size: output neurons per chunk of the ``torch`` back-end.
         weight_mean, weight_std: initial weights ``~ N(weight_mean/N, (weight_std/√N)²)``. The default
             positive mean lets most neurons fire at initialisation (on Fashion-MNIST with ``T = 3``:
-            about 75 % of 400 hidden neurons); SSR removes spikes, it cannot revive dead neurons.
+            about 77 % of 400 hidden neurons); SSR removes spikes, it cannot revive dead neurons.
         slope_floor, max_dw: backward stabilisers (see :func:`~spikescale.functional.ttfs.spike_time`);
             chopped (sample, neuron) pairs are counted in ``self.chopped.count``.
 
