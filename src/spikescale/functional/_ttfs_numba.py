@@ -8,16 +8,19 @@ Same maths as the PyTorch back-end there, without its ``[B, N, M]`` intermediate
   ``S_i += w_ij``, ``V_i += S_i (r_k − t_k)``; a neuron fires in the first segment whose right-end
   potential reaches ``ϑ_i`` (its threshold is then set to ``+∞`` so it is not detected again), and
   ``P_i = S_i r_k − V_i``. Work ``O(M)`` per input spike, vectorised over neurons; memory ``O(B·M)``.
-* :func:`subtract_tails` — the causal sums ``Σ_{j∈C_bi}`` of :mod:`..ttfs` are computed as dense
-  matrix products over every input of the window minus the *tail* ``{j : last_bi < rank_bj < n_b}``
-  (inputs that arrived after neuron ``i`` fired). Tails are short (most neurons fire after most of
-  their inputs arrived; silent neurons have none), so this loop is cheap; it visits, per sample, the
-  inputs in time order and only the neurons whose tail contains them.
+* :func:`subtract_tails` / :func:`subtract_tail_gradients` — the causal sums ``Σ_{j∈C_bi}`` of
+  :mod:`..ttfs` and their vector-Jacobian products are computed (in PyTorch) as dense matrix products
+  over every input of the window; these loops subtract each neuron's *tail*
+  ``{j : last_bi < rank_bj < n_b}`` (inputs that arrived after neuron ``i`` fired). Tails are short
+  (measured on Fashion-MNIST, first layer: 2–5 % of the dense work; silent neurons have none); the
+  loops visit, per sample, the tail inputs in time order and only the neurons whose tail holds them
+  (all neurons at once, vectorised and masked, when there are many).
 
-Threads: the kernels are serial ``nogil`` functions run on a small thread pool of
-``torch.get_num_threads()`` workers over contiguous ranges of samples. numba's own parallel layer is
-not used: a second OpenMP runtime next to PyTorch's makes both spin against each other (measured:
-small PyTorch ops 3–5× slower after a parallel numba call on 2 cores).
+Threads: the kernels are serial ``nogil`` functions run over contiguous ranges of samples by the
+calling thread and a small pool, ``torch.get_num_threads()`` threads in all. numba's own parallel
+layer is not used: a second OpenMP runtime next to PyTorch's makes both spin against each other
+(measured on the shared 2-core machine: small PyTorch ops 3–5× slower right after a parallel numba
+call).
 
 All arrays are C-contiguous numpy views of torch tensors; weights are passed transposed (``[N, M]``) so
 that the inner loops over neurons read contiguous rows.

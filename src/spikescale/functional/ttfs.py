@@ -28,8 +28,10 @@ gradient chopping). Regularisers that are functions of ``S`` and ``P`` (M-SSR) g
 
 Back-ends (``backend=``):
 
-* ``"numba"`` — compiled CPU loops (:mod:`._ttfs_numba`): per sample, walk the input spikes in time
-  order and stop each neuron at its first crossing; ``O(B·M)`` memory.
+* ``"numba"`` — compiled CPU loops (:mod:`._ttfs_numba`): per sample, radix-sort the input spikes of
+  the window and walk them in time order, stopping each neuron at its first crossing; the causal sums
+  and their backward are dense matrix products over the window minus each neuron's (short) tail of
+  inputs that arrived after it fired. Memory ``O(B·(N + M))``.
 * ``"torch"`` — sort → prefix sums → first crossing as ``[B, N, M_chunk]`` tensors, chunked over output
   neurons (``chunk_size``) to bound memory; runs on any device.
 * ``"reference"`` — :func:`ttfs_dense_reference`, the same algorithm in one piece with plain autograd
@@ -244,7 +246,7 @@ def sorted_window(t_in: Tensor, t_max: float):
 
 
 def _search_torch(t_in: Tensor, weight: Tensor, theta: Tensor, t_max: float, chunk_size: Optional[int]) -> _Search:
-    batch, inputs = t_in.shape
+    batch = t_in.shape[0]
     neurons = weight.shape[0]
     ts, order, in_window, count, rank = sorted_window(t_in, t_max)
     n = ts.shape[1]
@@ -312,10 +314,9 @@ def _causal_mask(causal: CausalSet, m0: int, m1: int) -> Tensor:
     return causal.rank[:, None, :] <= causal.last[:, m0:m1, None]
 
 
-def _window_matrix(t_in: Tensor, rank: Tensor) -> Tensor:
+def _window_matrix(t_in: Tensor, inside: Tensor) -> Tensor:
     """``[2B, N]``: rows ``0..B-1`` the in-window mask ``f`` (1.0 / 0.0), rows ``B..2B-1`` the times
     with inputs outside the window set to 0 (``t₀``), so that ``[f; t₀]`` enters one matrix product."""
-    inside = rank < t_in.shape[1]
     return torch.cat([inside.to(t_in.dtype), t_in.masked_fill(~inside, 0.0)])
 
 
@@ -324,7 +325,7 @@ class _CausalSums(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, t_in, values, rank, last, backend, found):
-        window = found.window if found is not None and found.window is not None else _window_matrix(t_in, rank)
+        window = found.window if found is not None and found.window is not None else _window_matrix(t_in, rank < t_in.shape[1])
         if backend == "numba":  # time order and transposed values, shared with the backward pass
             if found is None:
                 ctx.numba = (*_order_and_count(rank), values.detach().t().contiguous())
@@ -419,8 +420,8 @@ def causal_sums(
     two matrix products. Used for ``(S, P)`` with ``values = W`` and by F-SSR with ``values = [W]_+``.
     """
     if causal.rank is None:
-        valid = t_in < math.inf
-        return valid.to(values.dtype) @ values.t(), t_in.masked_fill(~valid, 0.0) @ values.t()
+        sums = _window_matrix(t_in, t_in < math.inf) @ values.t()
+        return sums[: t_in.shape[0]], sums[t_in.shape[0]:]
     backend = resolve_backend(backend, t_in.device)
     backend = "torch" if backend == "reference" else backend
     return _CausalSums.apply(t_in, values, causal.rank, causal.last, backend, None)
