@@ -153,6 +153,8 @@ def test_objective_rejects_sequence_batches():
     model, objective = build_ttfs({"sizes": [12, 3]})
     with pytest.raises(ValueError, match=r"x \[B, C\]"):
         objective(model, Batch(torch.rand(5, 4, 12), torch.zeros(4, dtype=torch.long)))
+    with pytest.raises(ValueError, match=r"labels y \[B\] in 0..2"):
+        objective(model, Batch(torch.rand(4, 12), torch.tensor([0, 1, 2, 3])))
 
 
 def test_silent_penalty_pushes_only_silent_label_neurons():

@@ -59,7 +59,7 @@ from ..nn.ttfs import TTFSNetwork, TTFSNetworkOutput
 from .objective import StepResult
 from .ssr import Regulariser
 
-__all__ = ["SILENT_OUTPUTS", "TTFSObjective", "build_ttfs", "MODEL_OPTIONS", "OBJECTIVE_OPTIONS"]
+__all__ = ["SILENT_OUTPUTS", "TTFSObjective", "build_ttfs", "firing_metrics", "MODEL_OPTIONS", "OBJECTIVE_OPTIONS"]
 
 SILENT_OUTPUTS = ("clamp", "extrapolate")
 
@@ -123,6 +123,9 @@ class TTFSObjective:
     def __call__(self, model: TTFSNetwork, batch: Batch) -> StepResult:
         if batch.x.dim() != 2:
             raise ValueError(f"TTFS objective: expected static inputs x [B, C], got shape {tuple(batch.x.shape)}")
+        classes = model.out_features
+        if batch.y.dim() != 1 or batch.y.numel() != batch.x.shape[0] or not bool(((batch.y >= 0) & (batch.y < classes)).all()):
+            raise ValueError(f"TTFS objective: expected labels y [B] in 0..{classes - 1} for {batch.x.shape[0]} samples")
         result = model(batch.x)
         output = result.traces[-1]
         extrapolated = self.extrapolated_times(output) if self.silent_output == "extrapolate" or self.silent_penalty else None
