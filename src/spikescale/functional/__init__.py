@@ -27,6 +27,7 @@ from .dh_lif import (
 from .lif import RESETS, LIFState, lif_sequence, lif_sequence_reference, lif_step
 from .scan import leaky_integrator, linear_recurrence, linear_recurrence_reference, linear_scan, linear_step
 from .surrogate import SURROGATES, ATan, FastSigmoid, MultiGaussian, Rectangular, Surrogate, get_surrogate, heaviside
+from .ttfs import TTFS_BACKENDS, TTFSOutput, ttfs_decode, ttfs_dense, ttfs_dense_reference, ttfs_dense_window, ttfs_encode
 
 __all__ = [
     "ATan",
@@ -39,6 +40,8 @@ __all__ = [
     "Rectangular",
     "SURROGATES",
     "Surrogate",
+    "TTFSOutput",
+    "TTFS_BACKENDS",
     "delay_conv",
     "delay_conv_reference",
     "delay_kernel",
@@ -63,4 +66,9 @@ __all__ = [
     "linear_recurrence_reference",
     "linear_scan",
     "linear_step",
+    "ttfs_decode",
+    "ttfs_dense",
+    "ttfs_dense_reference",
+    "ttfs_dense_window",
+    "ttfs_encode",
 ]

@@ -19,6 +19,7 @@ from .network import Network
 from .params import count_parameters, param_groups
 from .readout import READOUT_MODES, Readout
 from .timing import PRESETS, TimingFactor
+from .ttfs import TTFSDense, TTFSNetwork
 
 __all__ = [
     "DHDense",
@@ -37,6 +38,8 @@ __all__ = [
     "SpikeMonitor",
     "SigmaSchedule",
     "SpikingLayer",
+    "TTFSDense",
+    "TTFSNetwork",
     "TimingFactor",
     "branch_mask",
     "build_delay_network",
