@@ -53,8 +53,8 @@ def test_evaluate_with_changed_data_and_timing_only_fine_tuning(tmp_path, capsys
                  "--set", "train.trainable=timing"] + base) == 0
     from spikescale.experiments.runner import load_run_model
 
-    before, _ = load_run_model(run)
-    after, _ = load_run_model(tuned / "xor-delayed-dh")
+    before, _, _ = load_run_model(run)
+    after, _, _ = load_run_model(tuned / "xor-delayed-dh")
     assert torch_equal(before.layers[0].weight, after.layers[0].weight)
     assert not torch_equal(before.layers[0].alpha.raw, after.layers[0].alpha.raw)
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from spikescale.experiments import runner
+from spikescale.train.objective import SequenceObjective
 from spikescale.experiments.config import load_recipe
 from spikescale.experiments.rundir import RunLock, RunLockedError
 from spikescale.experiments.runner import run_recipe
@@ -32,7 +33,7 @@ def _recipe(*extra):
 
 def test_ctrl_c_mid_epoch_writes_checkpoint_and_resume_is_exact(tmp_path, monkeypatch):
     reference = run_recipe(_recipe(), tmp_path / "reference")
-    original = runner.SequenceObjective.__call__
+    original = SequenceObjective.__call__
     calls = {"n": 0}
 
     def interrupting(self, model, batch):
@@ -42,7 +43,7 @@ def test_ctrl_c_mid_epoch_writes_checkpoint_and_resume_is_exact(tmp_path, monkey
         return original(self, model, batch)
 
     with monkeypatch.context() as patch:
-        patch.setattr(runner.SequenceObjective, "__call__", interrupting)
+        patch.setattr(SequenceObjective, "__call__", interrupting)
         with pytest.raises(KeyboardInterrupt, match="checkpoint written"):
             run_recipe(_recipe(), tmp_path / "run")
     checkpoint = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
@@ -96,7 +97,7 @@ def test_nan_stop_names_the_parameter_and_keeps_last_good_checkpoint(tmp_path, m
 
 
 def test_nan_skip_policy_skips_batches(tmp_path, monkeypatch):
-    original = runner.SequenceObjective.__call__
+    original = SequenceObjective.__call__
     calls = {"n": 0}
 
     def sometimes_nan(self, model, batch):
@@ -106,7 +107,7 @@ def test_nan_skip_policy_skips_batches(tmp_path, monkeypatch):
             return result._replace(loss=result.loss * float("nan"))
         return result
 
-    monkeypatch.setattr(runner.SequenceObjective, "__call__", sometimes_nan)
+    monkeypatch.setattr(SequenceObjective, "__call__", sometimes_nan)
     run_recipe(_recipe("train.nan_policy=skip"), tmp_path / "run")
     metrics = _metrics(tmp_path / "run")
     assert metrics[0]["skipped_batches"] == 1 and metrics[1]["skipped_batches"] == 0

@@ -11,7 +11,6 @@ import yaml
 from ..experiments.config import apply_overrides, validate
 from ..experiments.runner import load_run_model
 from ..experiments.sources import build_sources
-from ..train.objective import SequenceObjective
 from ..train.trainer import TrainConfig, Trainer
 
 
@@ -40,11 +39,9 @@ def evaluate_run(run: Path, overrides: list[str], checkpoint: str = "best", spli
     if recipe is None:
         raise FileNotFoundError(f"{run} is not a run directory (no config.yaml)")
     recipe = validate(apply_overrides(recipe, overrides), str(run))
-    model, _ = load_run_model(run, checkpoint)
+    model, objective, _ = load_run_model(run, checkpoint)
     sources = build_sources(recipe)
-    train = recipe["train"]
-    objective = SequenceObjective(train["decoder"], warmup=train["warmup"], faithful=train["faithful"])
-    trainer = Trainer(model, objective, TrainConfig(epochs=1, progress=False, select_on="last", device=train["device"]))
+    trainer = Trainer(model, objective, TrainConfig(epochs=1, progress=False, select_on="last", device=recipe["train"]["device"]))
     source = sources.test if split == "test" else sources.valid
     if source is None:
         raise ValueError(f"{run}: the data has no {split} split")

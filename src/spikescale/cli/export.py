@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    model, shape = load_run_model(args.run, args.checkpoint)
+    model, _, shape = load_run_model(args.run, args.checkpoint)
     dt = args.dt if args.dt is not None else (shape.get("dt_ms") or 1.0) * 1e-3
     path = write_nir(model, args.out, dt=dt)
     print(f"wrote {path} (dt = {dt:g} s)")

@@ -25,10 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+import torch
 import yaml
 
 from ..nn.base import Soma
 from ..nn.builders import MODEL_KINDS, build_network
+from ..nn.delays import _DELAY_OPTIONS as DELAY_OPTIONS
+from ..nn.delays import build_delay_network
+from ..train.ttfs_objective import MODEL_OPTIONS as TTFS_MODEL_OPTIONS
+from ..train.ttfs_objective import OBJECTIVE_OPTIONS as TTFS_OBJECTIVE_OPTIONS
+from ..train.objective import SequenceObjective
+from ..train.ttfs_objective import build_ttfs
 from ..nn.readout import READOUT_MODES
 from ..train.losses import DECODERS
 
@@ -125,12 +132,22 @@ SCHEMA: dict[str, Any] = {
 SEARCH_TYPES = {"float": {"low", "high", "log"}, "int": {"low", "high", "log", "step"}, "categorical": {"choices"}}
 
 _BUILDER_KEYS = {"kind", "hidden", "readout", "readout_options", "seed"}
+KINDS = sorted(MODEL_KINDS) + ["ttfs"]
 
 
 def _model_keys(kind: str) -> set[str]:
-    """Keys a model section may hold for ``kind``: builder arguments, layer arguments, soma options."""
+    """Keys a model section may hold for ``kind``: builder arguments, layer arguments, soma options.
+
+    For ``ttfs`` the model section also holds the TTFS objective's options (``sigma``, ``regularisers``, …),
+    because the objective belongs to the method (see :func:`~spikescale.train.ttfs_objective.build_ttfs`).
+    """
+    if kind == "ttfs":
+        return {"kind", "hidden", "seed"} | (set(TTFS_MODEL_OPTIONS) - {"sizes"}) | set(TTFS_OBJECTIVE_OPTIONS)
     layer = MODEL_KINDS[kind]
-    params = set(inspect.signature(layer.__init__).parameters) - {"self", "in_features", "out_features", "soma"}
+    params = set(inspect.signature(layer.__init__).parameters) - {"self", "in_features", "out_features", "soma", "generator"}
+    if kind == "delays":
+        builder = set(inspect.signature(build_delay_network).parameters) - {"in_features", "hidden", "out_features", "options"}
+        return _BUILDER_KEYS | (params - {"delay_options"}) | builder | set(DELAY_OPTIONS)
     soma = set(inspect.signature(Soma.__init__).parameters) - {"self", "neurons"}
     return _BUILDER_KEYS | params | soma
 
@@ -181,8 +198,8 @@ def _validate_model(model, problems: list[str]) -> dict:
         problems.append(f"model: expected a mapping, got {type(model).__name__}")
         return {}
     kind = model.get("kind")
-    if kind not in MODEL_KINDS:
-        problems.append(f"model.kind: must be one of {sorted(MODEL_KINDS)} (got {kind!r})")
+    if kind not in KINDS:
+        problems.append(f"model.kind: must be one of {KINDS} (got {kind!r})")
         return dict(model)
     allowed = _model_keys(kind)
     for name in sorted(set(model) - allowed):
@@ -244,7 +261,7 @@ def _path_exists(recipe: dict, path: str) -> bool:
         return head in SCHEMA and head not in ("grid", "search")
     if head == "model":
         kind = recipe.get("model", {}).get("kind")
-        return kind in MODEL_KINDS and rest.split(".")[0] in _model_keys(kind)
+        return kind in KINDS and rest.split(".")[0] in _model_keys(kind)
     section = SCHEMA.get(head)
     if not isinstance(section, dict):
         return False
@@ -341,9 +358,14 @@ def load_recipe(name_or_path: Union[str, Path], overrides: Optional[list[str]] =
 
 
 def build_model_from_recipe(recipe: dict, in_features: int, out_features: int):
-    """The model a validated recipe describes (seeded by the recipe seed unless ``model.seed`` is set)."""
+    """``(model, objective)`` a validated recipe describes (seeded by the recipe seed unless ``model.seed``)."""
     options = dict(recipe["model"])
     kind = options.pop("kind")
     hidden = options.pop("hidden")
-    options.setdefault("seed", recipe["seed"])
-    return build_network(kind, in_features, hidden, out_features, **options)
+    seed = options.pop("seed", recipe["seed"])
+    if kind == "ttfs":
+        torch.manual_seed(seed)
+        return build_ttfs({**options, "sizes": [in_features, *hidden, out_features]})
+    train = recipe["train"]
+    model = build_network(kind, in_features, hidden, out_features, seed=seed, **options)
+    return model, SequenceObjective(train["decoder"], warmup=train["warmup"], faithful=train["faithful"])

@@ -28,11 +28,12 @@ import yaml
 from .. import __version__
 from ..nn.params import count_parameters
 from ..nn.timing import TimingFactor
-from ..report.analysis import gradient_flow, hidden_raster, timing_factors
+from ..nn.network import Network
+from ..nn.ttfs import TTFSNetwork
+from ..report.analysis import gradient_flow, hidden_raster, spike_times, timing_factors
 from ..report.report import write_report
 from ..train.checkpoint import atomic_write_bytes
 from ..train.distributed import DistributedContext
-from ..train.objective import SequenceObjective
 from ..train.tracking import TensorBoardCallback
 from ..train.trainer import TrainConfig, Trainer
 from .config import build_model_from_recipe, expand_grid
@@ -117,7 +118,7 @@ def _run(recipe, run_dir: Path, resume: bool, device, label: str, callbacks, con
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     sources = build_sources(recipe)
-    model = build_model_from_recipe(recipe, sources.in_features, sources.classes)
+    model, objective = build_model_from_recipe(recipe, sources.in_features, sources.classes)
     if context.is_main:
         check_writable(run_dir, model)
         shape = {"in_features": sources.in_features, "classes": sources.classes, "dt_ms": sources.dt_ms}
@@ -127,7 +128,6 @@ def _run(recipe, run_dir: Path, resume: bool, device, label: str, callbacks, con
         _initialise_from(model, Path(train["init_from"]))
     if train["trainable"] == "timing":
         freeze_all_but_timing(model)
-    objective = SequenceObjective(train["decoder"], warmup=train["warmup"], faithful=train["faithful"])
     if context.is_main and not (run_dir / "analysis" / "timing_before.npz").exists():
         _save_arrays(run_dir / "analysis" / "timing_before.npz", timing_factors(model))
     trainer = Trainer(model, objective, _train_config(recipe, device), run_dir, callbacks=callbacks, distributed=context)
@@ -144,9 +144,12 @@ def _run(recipe, run_dir: Path, resume: bool, device, label: str, callbacks, con
     _save_arrays(run_dir / "analysis" / "timing_after.npz", timing_factors(model))
     first = next(iter(sources.test.batches(0)))
     report = recipe["report"]
-    if report["raster_samples"]:
+    sequence_model = isinstance(model, Network)
+    if report["raster_samples"] and sequence_model:
         _save_arrays(run_dir / "analysis" / "raster.npz", hidden_raster(model, first.head(report["raster_samples"])))
-    if report["gradient_flow"]:
+    if isinstance(model, TTFSNetwork):
+        _save_arrays(run_dir / "analysis" / "spike_times.npz", spike_times(model, first))
+    if report["gradient_flow"] and recipe["model"]["kind"] in ("sfnn", "dh_sfnn", "dh_srnn"):
         flow = gradient_flow(model, first.head(64), train["decoder"], warmup=train["warmup"], faithful=train["faithful"])
         _save_arrays(run_dir / "analysis" / "gradient_flow.npz", flow)
     _write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
@@ -197,7 +200,7 @@ def _initialise_from(model, run_dir: Path) -> None:
 
 
 def load_run_model(run_dir: Path, which: str = "best"):
-    """The trained model of a run directory (``which``: ``"best"`` or ``"last"`` checkpoint) and its ``model.json``."""
+    """``(model, objective, model.json)`` of a run directory (``which``: ``"best"`` or ``"last"`` checkpoint)."""
     from ..train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
@@ -205,7 +208,7 @@ def load_run_model(run_dir: Path, which: str = "best"):
         raise FileNotFoundError(f"{run_dir} is not a run directory (needs config.yaml and model.json)")
     recipe = yaml.safe_load((run_dir / "config.yaml").read_text())
     shape = json.loads((run_dir / "model.json").read_text())
-    model = build_model_from_recipe(recipe, shape["in_features"], shape["classes"])
+    model, objective = build_model_from_recipe(recipe, shape["in_features"], shape["classes"])
     checkpoint = load_checkpoint(run_dir / "checkpoints" / f"{which}.pt")
     model.load_state_dict(checkpoint["model"])
-    return model.eval(), shape
+    return model.eval(), objective, shape

@@ -12,9 +12,10 @@ import torch
 
 from ..data.batch import Batch
 from ..data.registry import DATASETS, list_datasets, load_splits
+from ..data.static_images import StaticImageSet
 from ..data.xor import XOR_TASKS
 
-__all__ = ["GeneratedSource", "FixedSource", "LoaderSource", "DataSources", "build_sources", "DATA_NAMES"]
+__all__ = ["GeneratedSource", "FixedSource", "LoaderSource", "TensorSource", "DataSources", "build_sources", "DATA_NAMES"]
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -70,6 +71,29 @@ class LoaderSource:
         return len(self.dataset)
 
 
+class TensorSource:
+    """Batches sliced from whole-split tensors ``images [N, C]``, ``labels [N]`` (static inputs, e.g. TTFS).
+
+    Training order is a permutation seeded by (seed, epoch); evaluation keeps the stored order.
+    """
+
+    def __init__(self, images, labels, batch_size: int, *, shuffle: bool, seed: int) -> None:
+        self.images, self.labels, self.batch_size, self.shuffle, self.seed = images, labels, batch_size, shuffle, seed
+
+    def batches(self, epoch: int):
+        count = self.labels.shape[0]
+        if self.shuffle:
+            order = torch.randperm(count, generator=torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, 4)))
+        else:
+            order = torch.arange(count)
+        for start in range(0, count, self.batch_size):
+            index = order[start:start + self.batch_size]
+            yield Batch(self.images[index], self.labels[index])
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
 @dataclass
 class DataSources:
     train: object
@@ -106,7 +130,29 @@ def _generated(recipe: dict, task: Callable) -> DataSources:
     return DataSources(train, fixed(1), fixed(2), probe.x.shape[-1], 2, description)
 
 
-DATA_NAMES = sorted(XOR_TASKS) + sorted(DATASETS)
+STATIC_IMAGES = {"fmnist": "Fashion-MNIST images as static vectors in [0, 1] (TTFS)"}
+DATA_NAMES = sorted(XOR_TASKS) + sorted(DATASETS) + sorted(STATIC_IMAGES)
+
+
+def _static(recipe: dict) -> DataSources:
+    """Fashion-MNIST (or MNIST files given as ``data.path``) as flat pixel vectors with a validation split."""
+    data = recipe["data"]
+    options = dict(data["options"])
+    unknown = sorted(set(options) - {"seed"})
+    if unknown:
+        raise ValueError(f"data.options: unknown option(s) {unknown} for {data['name']!r}; allowed: ['seed']")
+    split = {"root": data["path"], "valid_fraction": data["valid_fraction"], "seed": options.get("seed", 0)}
+    parts = {name: StaticImageSet(name, **split) for name in ("train", "valid", "test")}
+    eval_batch = data["eval_batch_size"] or data["batch_size"]
+    seed = recipe["seed"]
+
+    def source(name: str, batch_size: int, shuffle: bool) -> TensorSource:
+        return TensorSource(parts[name].images, parts[name].labels, batch_size, shuffle=shuffle, seed=seed)
+
+    description = (f"{STATIC_IMAGES[data['name']]}: {len(parts['train'])} train / {len(parts['valid'])} valid "
+                   f"(seeded stratified split) / {len(parts['test'])} official test")
+    return DataSources(source("train", data["batch_size"], True), source("valid", eval_batch, False),
+                       source("test", eval_batch, False), parts["train"].features, 10, description)
 
 
 def _registered(recipe: dict) -> DataSources:
@@ -144,4 +190,6 @@ def build_sources(recipe: dict) -> DataSources:
         return _generated(recipe, XOR_TASKS[name])
     if name in DATASETS:
         return _registered(recipe)
+    if name in STATIC_IMAGES:
+        return _static(recipe)
     raise ValueError(f"data.name: unknown dataset {name!r}; available: {DATA_NAMES}")

@@ -5,6 +5,7 @@
 * :func:`gradient_flow` — mean magnitude of ∂L/∂u_t (soma potential) and ∂L/∂i_t (dendritic currents)
   over time (DH-SNN Fig. 3c): with a large α the dendritic gradient persists over many steps while
   the soma's reset makes ∂L/∂u vanish quickly.
+* :func:`spike_times` — first-spike times per layer of a TTFS network (Sakemi et al. Fig. 2).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..functional.lif import LIFState
 from ..nn.timing import TimingFactor
 from ..train.losses import decode
 
-__all__ = ["timing_factors", "hidden_raster", "gradient_flow"]
+__all__ = ["timing_factors", "hidden_raster", "gradient_flow", "spike_times"]
 
 
 def timing_factors(model: nn.Module) -> dict[str, np.ndarray]:
@@ -71,3 +72,17 @@ def _track(state, prefix: str, traces: dict) -> None:
 
 def _mean_abs(grad: Optional[torch.Tensor]) -> float:
     return 0.0 if grad is None else float(grad.abs().mean())
+
+
+@torch.no_grad()
+def spike_times(model: nn.Module, batch: Batch) -> dict[str, np.ndarray]:
+    """First-spike times of every layer of a TTFS network (``+inf``: silent) for the samples of ``batch``.
+
+    Returns ``{"input": [B, C], "layers.0": [B, N0], ..., "layers.L": [B, K]}`` (the last is the output layer).
+    """
+    model.eval()
+    out = model(batch.x)
+    arrays = {"input": out.inputs.cpu().numpy()}
+    for k, trace in enumerate(out.traces):
+        arrays[f"layers.{k}"] = trace.output.times.cpu().numpy()
+    return arrays

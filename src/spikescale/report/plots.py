@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_curves", "plot_timing_histograms", "plot_raster", "plot_gradient_flow"]
+__all__ = ["plot_curves", "plot_timing_histograms", "plot_raster", "plot_gradient_flow", "plot_spike_times"]
 
 
 def _save(fig, path: Path) -> Path:
@@ -97,4 +97,23 @@ def plot_gradient_flow(flow: dict, path: Path) -> Optional[Path]:
     ax.set(xlabel="step", ylabel="mean |∂L/∂state|", title="gradient flow through time")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_spike_times(times: dict, path: Path) -> Optional[Path]:
+    """Per layer of a TTFS network: a raster of first-spike times (a few samples) and their histogram."""
+    if not times:
+        return None
+    layers = [name for name in times if name != "input"]
+    fig, axes = plt.subplots(2, len(layers), figsize=(3.6 * len(layers), 5.2), squeeze=False)
+    for col, name in enumerate(layers):
+        values = times[name]
+        fired = np.isfinite(values)
+        sample = values[: min(8, len(values))]
+        for spikes in sample:  # one colour per sample
+            neurons = np.flatnonzero(np.isfinite(spikes))
+            axes[0, col].scatter(spikes[neurons], neurons, s=3, marker="|")
+        axes[0, col].set(title=f"{name}: first spikes, {len(sample)} samples", xlabel="time", ylabel="neuron")
+        axes[1, col].hist(values[fired], bins=40)
+        axes[1, col].set(title=f"{name}: {fired.mean():.3f} spikes per neuron", xlabel="spike time")
     return _save(fig, path)

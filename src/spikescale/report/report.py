@@ -11,7 +11,7 @@ from typing import Iterable, Optional
 import numpy as np
 import yaml
 
-from .plots import plot_curves, plot_gradient_flow, plot_raster, plot_timing_histograms
+from .plots import plot_curves, plot_gradient_flow, plot_raster, plot_spike_times, plot_timing_histograms
 
 __all__ = ["load_run", "write_report", "compare_runs", "RunFiles"]
 
@@ -61,6 +61,7 @@ def write_report(run_dir) -> Path:
         figures.append(("Timing factors before and after training", plot_timing_histograms(before, after, plots / "timing.png")))
     figures.append(("Hidden spikes of a few test samples", plot_raster(run.analysis("raster"), plots / "raster.png")))
     figures.append(("Gradient magnitude over time (soma potential vs dendritic currents)", plot_gradient_flow(run.analysis("gradient_flow"), plots / "gradient_flow.png")))
+    figures.append(("First-spike times per layer (TTFS)", plot_spike_times(run.analysis("spike_times"), plots / "spike_times.png")))
     lines = [f"# {run.config.get('name', run.path.name)}", ""]
     if run.config.get("description"):
         lines += [run.config["description"], ""]

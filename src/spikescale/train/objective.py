@@ -55,8 +55,13 @@ class SequenceObjective:
 
     def __call__(self, model: nn.Module, batch: Batch) -> StepResult:
         out, _ = model(batch.x)
+        lengths = batch.lengths
+        if lengths is not None and out.shape[0] > batch.x.shape[0]:
+            # networks that extend the sequence (delays with output="extend") emit their extra steps after
+            # each sample's input, and the official code scores them
+            lengths = lengths + (out.shape[0] - batch.x.shape[0])
         loss, correct, count = decode(
-            out, batch.y, self.decoder, lengths=batch.lengths, scored=batch.scored,
+            out, batch.y, self.decoder, lengths=lengths, scored=batch.scored,
             warmup=self.warmup, faithful=self.faithful,
         )
         return StepResult(loss, correct, count, {})

@@ -6,6 +6,10 @@ the model is selected on test, as the official DH-SNN scripts do), writes one li
 atomic checkpoint. A run resumed from its last checkpoint ends with the same metrics as an uninterrupted
 run with the same seed (CPU): batch sources are seeded per epoch and the RNG state is checkpointed.
 
+Firing statistics come from :class:`~spikescale.nn.monitor.SpikeMonitor` for layers following the
+``SpikingLayer`` protocol; other models (TTFS) report them as objective extras ``spikes_per_neuron_layer{l}``
+and ``synops`` (sums over samples).
+
 Modules may define hooks that the trainer calls on every sub-module that has them:
 
 * ``on_train_epoch_start(epoch, epochs)`` — before an epoch's first batch (e.g. a σ schedule);
@@ -297,8 +301,12 @@ class Trainer:
         monitor.reduce(self.dist.sum)
         stats = monitor.summary()
         metrics: dict[str, Any] = acc.metrics(prefix)
-        metrics[f"{prefix}_spikes_per_neuron"] = {k: v["spikes_per_neuron"] for k, v in stats.items() if "spikes_per_neuron" in v}
-        metrics[f"{prefix}_synops_per_sample"] = sum(v["synops_per_sample"] for v in stats.values())
+        spikes = {k: v["spikes_per_neuron"] for k, v in stats.items() if "spikes_per_neuron" in v}
+        synops = sum(v["synops_per_sample"] for v in stats.values())
+        if not stats:  # models outside the SpikingLayer protocol (TTFS) report their firing through extras
+            spikes, synops = _firing_from_extras(metrics, prefix)
+        metrics[f"{prefix}_spikes_per_neuron"] = spikes
+        metrics[f"{prefix}_synops_per_sample"] = synops
         return metrics
 
     def _progress(self, iterable, description: str):
@@ -469,6 +477,16 @@ class Trainer:
             summary["synops_per_sample"] = selected.pop("test_synops_per_sample")
             summary.update(selected)  # objective extras, e.g. test_silent_fraction
         return summary
+
+
+def _firing_from_extras(metrics: dict, prefix: str) -> tuple[dict, float]:
+    """Firing statistics from objective extras ``spikes_per_neuron_layer{l}`` (1-based, output last) and
+    ``synops`` (per sample): layers ``1..L-1`` become ``layers.0 …``, layer ``L`` becomes ``output``."""
+    head = f"{prefix}_spikes_per_neuron_layer"
+    numbered = sorted((int(k[len(head):]), v) for k, v in metrics.items() if k.startswith(head) and k[len(head):].isdigit())
+    last = numbered[-1][0] if numbered else 0
+    spikes = {("output" if l == last else f"layers.{l - 1}"): v for l, v in numbered}
+    return spikes, float(metrics.get(f"{prefix}_synops", 0.0))
 
 
 def _signature(model: nn.Module) -> dict[str, list[int]]:
