@@ -47,3 +47,5 @@ def test_cli_report(runs, tmp_path, capsys):
     assert "xor-delayed-dh" in capsys.readouterr().out
     assert (tmp_path / "table.md").read_text().startswith("| run |")
     assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["report", str(runs[0].parent), "--tradeoff", str(tmp_path / "tradeoff.png")]) == 0
+    assert (tmp_path / "tradeoff.png").stat().st_size > 1000

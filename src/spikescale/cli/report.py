@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..report.report import compare_runs, write_report
+from ..report.report import compare_runs, tradeoff, write_report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (or folders holding them)")
     parser.add_argument("--out", type=Path, help="also write the comparison table to this Markdown file")
+    parser.add_argument("--tradeoff", type=Path, metavar="PNG",
+                        help="also plot test accuracy against hidden spikes per neuron (one curve per recipe)")
     parser.set_defaults(func=_report)
 
 
@@ -43,4 +45,6 @@ def _report(args: argparse.Namespace) -> int:
     print(table)
     if args.out:
         args.out.write_text(table + "\n", encoding="utf-8")
+    if args.tradeoff:
+        print(f"plot: {tradeoff(runs, args.tradeoff)}")
     return 0

@@ -269,16 +269,31 @@ def _path_exists(recipe: dict, path: str) -> bool:
     return first in section and (first == rest or section[first].types in (dict,))
 
 
+def _step_into(node, key: str, path: str):
+    """``node[key]`` for a mapping (created when missing) or a list (``key`` an index)."""
+    if isinstance(node, list):
+        if not key.isdigit() or int(key) >= len(node):
+            raise ConfigError([f"{path}: {key} is not an index of a list of {len(node)} entries"], "override")
+        return int(key)
+    if not isinstance(node, dict):
+        raise ConfigError([f"{path}: cannot go into {type(node).__name__} at {key!r}"], "override")
+    node.setdefault(key, {})
+    return key
+
+
 def set_path(recipe: dict, path: str, value) -> None:
-    """Set ``recipe[a][b]... = value`` for ``path = "a.b..."``, creating mappings on the way."""
+    """Set ``recipe[a][b]... = value`` for ``path = "a.b..."``; mappings are created on the way, and a
+    numeric part indexes a list (``model.regularisers.0.gamma``)."""
     keys = path.split(".")
     node = recipe
     for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError([f"{path}: {key} is not a mapping"], "override")
-        node = child
-    node[keys[-1]] = value
+        node = node[_step_into(node, key, path)]
+    if isinstance(node, list):
+        node[_step_into(node, keys[-1], path)] = value
+    elif isinstance(node, dict):
+        node[keys[-1]] = value
+    else:
+        raise ConfigError([f"{path}: cannot set a key inside {type(node).__name__}"], "override")
 
 
 def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
@@ -313,9 +328,14 @@ def expand_grid(recipe: dict) -> list[tuple[str, dict]]:
         variant["grid"] = {}
         for path, value in zip(paths, values):
             set_path(variant, path, value)
-        label = ",".join(f"{p.split('.')[-1]}={_label(v)}" for p, v in zip(paths, values))
+        label = ",".join(f"{_short(p)}={_label(v)}" for p, v in zip(paths, values))
         variants.append((label, variant))
     return variants
+
+
+def _short(path: str) -> str:
+    """The last non-numeric part of a dotted path (``model.regularisers.0.gamma`` → ``gamma``)."""
+    return next(part for part in reversed(path.split(".")) if not part.isdigit())
 
 
 def _label(value) -> str:

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_curves", "plot_timing_histograms", "plot_raster", "plot_gradient_flow", "plot_spike_times"]
+__all__ = ["plot_curves", "plot_timing_histograms", "plot_raster", "plot_gradient_flow", "plot_spike_times", "plot_tradeoff"]
 
 
 def _save(fig, path: Path) -> Path:
@@ -116,4 +116,23 @@ def plot_spike_times(times: dict, path: Path) -> Optional[Path]:
         axes[0, col].set(title=f"{name}: first spikes, {len(sample)} samples", xlabel="time", ylabel="neuron")
         axes[1, col].hist(values[fired], bins=40)
         axes[1, col].set(title=f"{name}: {fired.mean():.3f} spikes per neuron", xlabel="spike time")
+    return _save(fig, path)
+
+
+def plot_tradeoff(points: list[tuple[str, float, float, float]], path: Path) -> Path:
+    """Test accuracy against hidden spikes per neuron: ``[(series, spikes, accuracy, accuracy_std), ...]``.
+
+    Points of the same series (e.g. one regulariser over its strengths) are joined in order of spikes.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    series: dict[str, list] = {}
+    for name, spikes, accuracy, std in points:
+        series.setdefault(name, []).append((spikes, accuracy, std))
+    for name, values in series.items():
+        values.sort()
+        x, y, e = zip(*values)
+        ax.errorbar(x, [100 * v for v in y], yerr=[100 * v for v in e], marker="o", capsize=3, label=name)
+    ax.set(xlabel="hidden spikes per neuron", ylabel="test accuracy (%)", title="accuracy vs firing")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(fig, path)

@@ -11,9 +11,9 @@ from typing import Iterable, Optional
 import numpy as np
 import yaml
 
-from .plots import plot_curves, plot_gradient_flow, plot_raster, plot_spike_times, plot_timing_histograms
+from .plots import plot_curves, plot_gradient_flow, plot_raster, plot_spike_times, plot_timing_histograms, plot_tradeoff
 
-__all__ = ["load_run", "write_report", "compare_runs", "RunFiles"]
+__all__ = ["load_run", "write_report", "compare_runs", "tradeoff", "RunFiles"]
 
 
 class RunFiles:
@@ -141,19 +141,45 @@ COLUMNS = OrderedDict(
 )
 
 
-def compare_runs(run_dirs: Iterable) -> str:
-    """A Markdown table of finished runs; runs that differ only by seed are one row: ``mean ± std [±h]`` with
-    ``h`` the half-width of the 95 % confidence interval of the mean, and ``n`` the number of seeds."""
+def _groups(run_dirs: Iterable) -> "OrderedDict[str, list[RunFiles]]":
+    """Finished runs grouped by configuration without the seed."""
     groups: "OrderedDict[str, list[RunFiles]]" = OrderedDict()
     for path in run_dirs:
         run = RunFiles(path)
-        if run.summary is None:
+        if run.summary is not None:
+            groups.setdefault(_without_seed(run.config), []).append(run)
+    return groups
+
+
+def _group_name(runs: list) -> str:
+    return runs[0].summary.get("label") or runs[0].config.get("name", runs[0].path.name)
+
+
+def tradeoff(run_dirs: Iterable, path) -> Path:
+    """Plot test accuracy against hidden spikes per neuron (mean ± std over seeds) for groups of runs.
+
+    A series is a recipe (grid variants of one recipe form a curve), e.g. one regulariser over its strengths.
+    """
+    points = []
+    for runs in _groups(run_dirs).values():
+        spikes = [_hidden_spikes(r.summary) for r in runs]
+        accuracy = [r.summary.get("test_accuracy") for r in runs]
+        if None in spikes or None in accuracy:
             continue
-        groups.setdefault(_without_seed(run.config), []).append(run)
+        std = float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else 0.0
+        points.append((runs[0].summary.get("recipe", _group_name(runs)), float(np.mean(spikes)), float(np.mean(accuracy)), std))
+    if not points:
+        raise ValueError("no finished run reports both test accuracy and hidden spikes per neuron")
+    return plot_tradeoff(points, Path(path))
+
+
+def compare_runs(run_dirs: Iterable) -> str:
+    """A Markdown table of finished runs; runs that differ only by seed are one row: ``mean ± std [±h]`` with
+    ``h`` the half-width of the 95 % confidence interval of the mean, and ``n`` the number of seeds."""
     header = "| run | n | " + " | ".join(COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
-    for runs in groups.values():
-        name = runs[0].summary.get("label") or runs[0].config.get("name", runs[0].path.name)
+    for runs in _groups(run_dirs).values():
+        name = _group_name(runs)
         cells = [_mean_std([column(r.summary) for r in runs]) for column in COLUMNS.values()]
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
