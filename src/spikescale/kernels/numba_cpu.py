@@ -47,7 +47,6 @@ __all__ = [
     "events_from_dense",
     "event_linear_forward",
     "event_linear_weight_grad",
-    "SparseWeight",
     "event_sparse_forward",
     "event_sparse_weight_grad",
     "event_dendrite_forward",
@@ -575,3 +574,347 @@ def dh_recurrent_backward(
         gi_first.numpy(), g_alpha.numpy(), g_beta.numpy(), g_theta.numpy(),
     )
     return g_current, gu_first, gi_first, g_alpha, g_beta, g_theta
+
+
+# ------------------------------------------------------------------------------------------ events
+
+class EventList:
+    """Non-zero entries of an input ``[R, M]`` (``R = T·B`` rows), by row (CSR) and, on demand, by column.
+
+    ``indptr [R+1]``, ``indices [nnz]`` (input channel), ``values [nnz]`` (the entries: 1 for binary
+    spikes, or small counts).
+    """
+
+    def __init__(self, rows: int, cols: int, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray):
+        self.rows, self.cols = rows, cols
+        self.indptr, self.indices, self.values = indptr, indices, values
+        self._by_column = None
+
+    @property
+    def count(self) -> int:
+        return int(self.indptr[-1])
+
+    @property
+    def density(self) -> float:
+        return self.count / max(1, self.rows * self.cols)
+
+    def by_column(self):
+        """``(colptr [M+1], rows [nnz], values [nnz])``: the same events grouped by input channel."""
+        if self._by_column is None:
+            colptr = np.zeros(self.cols + 1, np.int64)
+            rows = np.empty(self.count, np.int32)
+            values = np.empty_like(self.values)
+            _events_by_column(self.indptr, self.indices, self.values, colptr, rows, values)
+            self._by_column = (colptr, rows, values)
+        return self._by_column
+
+
+@njit(**_PAR)
+def _count_rows(x, counts):
+    rows, cols = x.shape
+    for r in prange(rows):
+        count = 0
+        for m in range(cols):
+            if x[r, m] != 0:
+                count += 1
+        counts[r] = count
+
+
+@njit(**_PAR)
+def _fill_rows(x, indptr, indices, values):
+    rows, cols = x.shape
+    for r in prange(rows):
+        k = indptr[r]
+        for m in range(cols):
+            v = x[r, m]
+            if v != 0:
+                indices[k] = m
+                values[k] = v
+                k += 1
+
+
+@njit(**_JIT)
+def _events_by_column(indptr, indices, values, colptr, col_rows, col_values):
+    for k in range(indices.size):
+        colptr[indices[k] + 1] += 1
+    for m in range(colptr.size - 1):
+        colptr[m + 1] += colptr[m]
+    fill = colptr[:-1].copy()
+    for r in range(indptr.size - 1):
+        for k in range(indptr[r], indptr[r + 1]):
+            m = indices[k]
+            col_rows[fill[m]] = r
+            col_values[fill[m]] = values[k]
+            fill[m] += 1
+
+
+def events_from_dense(x: Tensor, max_density: float) -> Optional[EventList]:
+    """Events of ``x [R, M]``, or ``None`` when more than ``max_density`` of its entries are non-zero."""
+    _threads()
+    data = _np(x)
+    rows, cols = data.shape
+    counts = np.empty(rows, np.int64)
+    _count_rows(data, counts)
+    total = int(counts.sum())
+    if total > max_density * rows * cols:
+        return None
+    indptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    indices = np.empty(total, np.int32)
+    values = np.empty(total, data.dtype)
+    _fill_rows(data, indptr, indices, values)
+    return EventList(rows, cols, indptr, indices, values)
+
+
+@njit(**_PAR)
+def _event_linear_forward(indptr, indices, values, weight_t, bias, out):
+    rows, width = out.shape
+    for r in prange(rows):
+        for o in range(width):
+            out[r, o] = bias[o]
+        for k in range(indptr[r], indptr[r + 1]):
+            m = indices[k]
+            v = values[k]
+            for o in range(width):
+                out[r, o] += v * weight_t[m, o]
+
+
+def _bias(bias: Optional[Tensor], width: int, like: Tensor) -> np.ndarray:
+    return np.zeros(width, _np(like).dtype) if bias is None else _np(bias.to(like.dtype).reshape(-1))
+
+
+def event_linear_forward(events: EventList, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``x W^T + b`` from the events of ``x``: ``[R, O]`` for ``weight [O, M]``."""
+    _threads()
+    width = weight.shape[0]
+    out = weight.new_empty(events.rows, width)
+    _event_linear_forward(
+        events.indptr, events.indices, events.values.astype(_np(weight).dtype, copy=False),
+        _np(weight.t()), _bias(bias, width, weight), out.numpy(),
+    )
+    return out
+
+
+@njit(**_PAR)
+def _event_linear_weight_grad(colptr, col_rows, col_values, grad_out, grad_weight_t):
+    cols = colptr.size - 1
+    width = grad_out.shape[1]
+    for m in prange(cols):
+        for o in range(width):
+            grad_weight_t[m, o] = 0.0
+        for k in range(colptr[m], colptr[m + 1]):
+            r = col_rows[k]
+            v = col_values[k]
+            for o in range(width):
+                grad_weight_t[m, o] += v * grad_out[r, o]
+
+
+def event_linear_weight_grad(events: EventList, grad_out: Tensor) -> Tensor:
+    """``grad_out^T x`` (``[O, M]``) from the events of ``x``."""
+    _threads()
+    colptr, col_rows, col_values = events.by_column()
+    grad_t = grad_out.new_empty(events.cols, grad_out.shape[1])
+    _event_linear_weight_grad(colptr, col_rows, col_values.astype(_np(grad_out).dtype, copy=False), _np(grad_out), grad_t.numpy())
+    return grad_t.t()
+
+
+@njit(**_PAR)
+def _event_sparse_forward(indptr, indices, values, w_colptr, w_rows, w_values, bias, out):
+    rows, width = out.shape
+    for r in prange(rows):
+        for o in range(width):
+            out[r, o] = bias[o]
+        for k in range(indptr[r], indptr[r + 1]):
+            m = indices[k]
+            v = values[k]
+            for q in range(w_colptr[m], w_colptr[m + 1]):
+                out[r, w_rows[q]] += v * w_values[q]
+
+
+def event_sparse_forward(events: EventList, structure, w_values: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """Masked projection ``[R, N·D]`` from the events, touching only the connected (input, branch) pairs."""
+    _threads()
+    out = w_values.new_empty(events.rows, structure.outputs)
+    _event_sparse_forward(
+        events.indptr, events.indices, events.values.astype(_np(w_values).dtype, copy=False),
+        structure.colptr, structure.rows, _np(w_values), _bias(bias, structure.outputs, w_values), out.numpy(),
+    )
+    return out
+
+
+@njit(**_PAR)
+def _event_sparse_weight_grad(colptr, col_rows, col_values, w_colptr, w_rows, grad_out, grad_w):
+    cols = colptr.size - 1
+    for m in prange(cols):
+        for q in range(w_colptr[m], w_colptr[m + 1]):
+            grad_w[q] = 0.0
+        for k in range(colptr[m], colptr[m + 1]):
+            r = col_rows[k]
+            v = col_values[k]
+            for q in range(w_colptr[m], w_colptr[m + 1]):
+                grad_w[q] += v * grad_out[r, w_rows[q]]
+
+
+def event_sparse_weight_grad(events: EventList, structure, grad_out: Tensor) -> Tensor:
+    """Gradient of the connected weight values (in ``structure`` order, a ``SparseWeight``) from the events."""
+    _threads()
+    colptr, col_rows, col_values = events.by_column()
+    grad_w = grad_out.new_empty(structure.rows.size)
+    _event_sparse_weight_grad(
+        colptr, col_rows, col_values.astype(_np(grad_out).dtype, copy=False), structure.colptr, structure.rows,
+        _np(grad_out), grad_w.numpy(),
+    )
+    return grad_w
+
+
+# ------------------------------------------------------------- events fused with the dendritic sum
+
+@njit(**_JIT)
+def _branch_input(indptr, indices, values, w_colptr, w_rows, w_values, bias, r, out):
+    """``out = b + Σ_events v·w``: the branch inputs ``I_t`` of one row from its events."""
+    for c in range(out.size):
+        out[c] = bias[c]
+    for k in range(indptr[r], indptr[r + 1]):
+        m = indices[k]
+        v = values[k]
+        for q in range(w_colptr[m], w_colptr[m + 1]):
+            out[w_rows[q]] += v * w_values[q]
+
+
+@njit(**_PAR)
+def _event_dendrite_forward(indptr, indices, values, w_colptr, w_rows, w_values, bias, alpha, i0, chunk, total, i_last, checkpoints):
+    steps, batch, neurons = total.shape
+    channels = alpha.size
+    branches = channels // neurons
+    for b in prange(batch):
+        i = i0[b].copy()
+        current = np.empty(channels, i0.dtype)
+        for t in range(steps):
+            if t % chunk == 0:
+                checkpoints[t // chunk, b] = i
+            _branch_input(indptr, indices, values, w_colptr, w_rows, w_values, bias, t * batch + b, current)
+            for n in range(neurons):
+                acc = 0.0
+                for d in range(branches):
+                    c = n * branches + d
+                    value = (1.0 - alpha[c]) * current[c] + alpha[c] * i[c]
+                    i[c] = value
+                    acc += value
+                total[t, b, n] = acc
+        i_last[b] = i
+
+
+_CHUNK = 32
+
+
+def event_dendrite_forward(events: EventList, steps: int, structure, w_values: Tensor,
+                           bias: Optional[Tensor], alpha: Tensor, i0: Tensor):
+    """``(J [T, B, N], i_T [B, N, D], checkpoints)``: branch inputs from events, summed dendritic currents.
+
+    Never materialises the ``[T, B, N, D]`` branch inputs; ``checkpoints`` (the currents every 32 steps)
+    let the backward pass recompute them chunk by chunk.
+    """
+    _threads()
+    batch, neurons, branches = i0.shape
+    like = w_values
+    total = like.new_empty(steps, batch, neurons)
+    i_last = like.new_empty(batch, neurons, branches)
+    checkpoints = like.new_empty(-(-steps // _CHUNK), batch, neurons * branches)
+    _event_dendrite_forward(
+        events.indptr, events.indices, events.values.astype(_np(like).dtype, copy=False), structure.colptr,
+        structure.rows, _np(like), _bias(bias, structure.outputs, like), _np(alpha.to(like.dtype).reshape(-1)),
+        _np(i0.to(like.dtype).reshape(batch, -1)), _CHUNK, total.numpy(), i_last.numpy().reshape(batch, -1),
+        checkpoints.numpy(),
+    )
+    return total, i_last, checkpoints
+
+
+@njit(**_PAR)
+def _event_dendrite_backward(
+    indptr, indices, values, w_colptr, w_rows, w_values, bias, alpha, checkpoints, chunk, grad_total,
+    grad_i_last, write_grad_current, grad_w, grad_bias, grad_alpha, grad_i0, grad_current,
+):
+    steps, batch, neurons = grad_total.shape
+    channels = alpha.size
+    branches = channels // neurons
+    parts = grad_w.shape[0]
+    for p in prange(parts):
+        acc_w = grad_w[p]
+        acc_bias = grad_bias[p]
+        acc_alpha = grad_alpha[p]
+        acc_w[:] = 0.0
+        acc_bias[:] = 0.0
+        acc_alpha[:] = 0.0
+        trace = np.empty((chunk + 1, channels), alpha.dtype)  # trace[j] = i_{t0 + j - 1}
+        currents = np.empty((chunk, channels), alpha.dtype)
+        g = np.empty(channels, alpha.dtype)
+        g_current = np.empty(channels, alpha.dtype)
+        for b in range(p * batch // parts, (p + 1) * batch // parts):
+            g[:] = grad_i_last[b]
+            for block in range((steps + chunk - 1) // chunk - 1, -1, -1):
+                t0 = block * chunk
+                t1 = min(steps, t0 + chunk)
+                trace[0] = checkpoints[block, b]
+                for t in range(t0, t1):
+                    j = t - t0
+                    _branch_input(indptr, indices, values, w_colptr, w_rows, w_values, bias, t * batch + b, currents[j])
+                    for c in range(channels):
+                        trace[j + 1, c] = (1.0 - alpha[c]) * currents[j, c] + alpha[c] * trace[j, c]
+                for t in range(t1 - 1, t0 - 1, -1):
+                    j = t - t0
+                    for n in range(neurons):
+                        gj = grad_total[t, b, n]
+                        for d in range(branches):
+                            c = n * branches + d
+                            if t == steps - 1:
+                                g[c] = g[c] + gj
+                            else:
+                                g[c] = gj + alpha[c] * g[c]
+                            acc_alpha[c] += g[c] * (trace[j, c] - currents[j, c])
+                            g_current[c] = (1.0 - alpha[c]) * g[c]
+                            acc_bias[c] += g_current[c]
+                    if write_grad_current:
+                        grad_current[t, b] = g_current
+                    r = t * batch + b
+                    for k in range(indptr[r], indptr[r + 1]):
+                        m = indices[k]
+                        v = values[k]
+                        for q in range(w_colptr[m], w_colptr[m + 1]):
+                            acc_w[q] += v * g_current[w_rows[q]]
+            for c in range(channels):
+                grad_i0[b, c] = alpha[c] * g[c]
+
+
+def event_dendrite_backward(events: EventList, structure, w_values: Tensor, bias: Optional[Tensor],
+                            alpha: Tensor, checkpoints: Tensor, grad_total: Tensor, grad_i_last: Tensor,
+                            need_grad_current: bool):
+    """BPTT of :func:`event_dendrite_forward`.
+
+    Returns ``(dL/dw [nnz], dL/db [N·D], dL/dα [N·D], dL/di0 [B, N·D], dL/dI [T, B, N·D] or None)``;
+    ``dL/dI`` (the only ``[T, B, N·D]`` tensor) is written only when asked for (input gradient).
+    """
+    _threads()
+    steps, batch, neurons = grad_total.shape
+    like = w_values
+    dtype = _np(like).dtype
+    channels = structure.outputs
+    parts = max(1, min(batch, numba.get_num_threads()))
+    grad_w = np.empty((parts, structure.rows.size), np.float64)
+    grad_bias = np.empty((parts, channels), np.float64)
+    grad_alpha = np.empty((parts, channels), np.float64)
+    grad_i0 = like.new_empty(batch, channels)
+    grad_current = like.new_empty(steps, batch, channels) if need_grad_current else like.new_empty(1, 1, channels)
+    _event_dendrite_backward(
+        events.indptr, events.indices, events.values.astype(dtype, copy=False), structure.colptr, structure.rows,
+        _np(like), _bias(bias, channels, like), _np(alpha.to(like.dtype).reshape(-1)), _np(checkpoints), _CHUNK,
+        _np(grad_total.to(like.dtype)), _np(grad_i_last.to(like.dtype).reshape(batch, -1)), need_grad_current,
+        grad_w, grad_bias, grad_alpha, grad_i0.numpy(), grad_current.numpy(),
+    )
+    to = dict(dtype=like.dtype)
+    return (
+        torch.from_numpy(grad_w.sum(0)).to(**to),
+        torch.from_numpy(grad_bias.sum(0)).to(**to),
+        torch.from_numpy(grad_alpha.sum(0)).to(**to),
+        grad_i0,
+        grad_current if need_grad_current else None,
+    )

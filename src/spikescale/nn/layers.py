@@ -8,9 +8,11 @@ layer             per step                                                      
 ``DHRecurrent``   ``I_t = reshape((W ⊙ mask) [x_t; s_{t-1}] + b, [N, D])`` → DH-LIF ``MN + N² + (2D+1)N``
 ================  ===========================================================  =========================
 
-The feed-forward projections of all steps are one matrix product. Masks are buffers applied inside
-``forward``; off-mask weights are stored as exact zeros and get zero gradient, so optimisers (AdamW
-weight decay included) keep them at zero.
+The feed-forward projections of all steps are one product: dense, event-driven for sparse spike input
+(chosen per batch from the measured density, ``input_path``/``event_density``), or block products for
+grouped masks (:mod:`spikescale.nn.projection`). Masks are buffers applied inside ``forward``; off-mask
+weights are stored as exact zeros and get zero gradient, so optimisers (AdamW weight decay included)
+keep them at zero.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from ..functional.dh_lif import (
     dh_lif_sequence,
     dh_lif_step,
 )
-from ..functional.lif import lif_sequence, lif_step
+from ..functional.events import SparseWeight, event_dendritic_sum, event_linear, event_sparse_linear
+from ..functional.lif import LIFState, lif_sequence, lif_step
 from .base import Soma, SpikingLayer
 from .masks import MASK_KINDS, branch_mask, group_index, padded_width
+from .projection import check_input_path, default_event_density, grouped_projection, input_events
 from .timing import InitLike, TimingFactor
 
-__all__ = ["LIFDense", "DHDense", "DHRecurrent", "PROJECTIONS"]
+__all__ = ["LIFDense", "DHDense", "DHRecurrent", "PROJECTIONS", "grouped_projection"]
 
 PROJECTIONS = ("auto", "dense", "grouped")
 
@@ -56,24 +60,46 @@ class LIFDense(SpikingLayer):
     Args:
         in_features, out_features: ``M`` and ``N``.
         bias: learn a bias per neuron.
+        input_path: ``"auto"`` (event-driven projection when the batch's input density is at most
+            ``event_density``), ``"dense"`` or ``"event"``; see :mod:`spikescale.nn.projection`.
+        event_density: density threshold of ``"auto"`` (default: the measured crossover).
         **soma: options of :class:`~spikescale.nn.base.Soma` (``beta_init``, ``threshold``, ``reset``, ...).
     """
 
     emits_spikes = True
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool = True, **soma) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        input_path: str = "auto",
+        event_density: Optional[float] = None,
+        **soma,
+    ) -> None:
         super().__init__()
         _check_sizes(in_features, out_features)
+        check_input_path(input_path, event_density)
         self.in_features, self.out_features = in_features, out_features
+        self.input_path = input_path
+        self.event_density = default_event_density() if event_density is None else event_density
         self.linear = nn.Linear(in_features, out_features, bias=bias)
         self.soma = Soma(out_features, **_soma_kwargs(soma))
 
     def initial_state(self, batch, device=None, dtype=None):
         return self.soma.initial_state(batch, device, dtype)
 
+    def project(self, x: Tensor) -> Tensor:
+        """Synaptic currents ``[T, B, N]`` of ``x [T, B, M]`` (event-driven or dense, see ``input_path``)."""
+        events = input_events(x, self.input_path, self.event_density)
+        if events is None:
+            return self.linear(x)
+        return event_linear(x, self.linear.weight, self.linear.bias, events)
+
     def _sequence(self, x, state):
         soma = self.soma
-        return lif_sequence(self.linear(x), state, soma.beta(), soma.threshold, **soma.options())
+        return lif_sequence(self.project(x), state, soma.beta(), soma.threshold, **soma.options())
 
     def _step(self, x, state):
         soma = self.soma
@@ -81,6 +107,12 @@ class LIFDense(SpikingLayer):
 
     def input_fan_out(self) -> Tensor:
         return torch.full((self.in_features,), float(self.out_features))
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.linear.bias is not None}, input_path={self.input_path!r}"
+        )
 
 
 def _check_sizes(in_features: int, out_features: int) -> None:
@@ -108,10 +140,13 @@ class _DendriticLayer(SpikingLayer):
         bias: bool,
         weight_init: str,
         seed: Optional[int],
+        input_path: str,
+        event_density: Optional[float],
         soma: dict,
     ) -> None:
         super().__init__()
         _check_sizes(in_features, out_features)
+        check_input_path(input_path, event_density)
         if not isinstance(branches, int) or branches < 1 or branches > fan_in:
             raise ValueError(f"branches must be an integer between 1 and the number of inputs ({fan_in}), got {branches!r}")
         if mask not in MASK_KINDS:
@@ -135,6 +170,23 @@ class _DendriticLayer(SpikingLayer):
             learnable=learn_alpha,
         )
         self.soma = Soma(out_features, **_soma_kwargs(soma))
+        self.input_path = input_path
+        self.event_density = default_event_density(branches) if event_density is None else event_density
+        self._event_weight = None
+        self.register_load_state_dict_post_hook(lambda module, _: module._refresh_mask_structures())
+
+    def _refresh_mask_structures(self) -> None:
+        """Forget structures derived from the mask (after it is loaded from a state dict)."""
+        self._event_weight = None
+
+    def _feedforward_events(self, x: Tensor):
+        """``(events, SparseWeight of the feed-forward mask)`` when the event path runs for ``x``, else ``None``."""
+        events = input_events(x, self.input_path, self.event_density)
+        if events is None:
+            return None
+        if self._event_weight is None:
+            self._event_weight = SparseWeight(self.mask[..., : self.in_features], self.weight.shape[-1])
+        return events, self._event_weight
 
     def initial_state(self, batch, device=None, dtype=None) -> DHLIFState:
         soma = self.soma.initial_state(batch, device, dtype)
@@ -157,7 +209,7 @@ class _DendriticLayer(SpikingLayer):
         extra += f", sparsity={self.sparsity}" if self.sparsity is not None else ""
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, branches={self.branches}, "
-            f"mask={self.mask_kind!r}{extra}, bias={self.bias is not None}"
+            f"mask={self.mask_kind!r}{extra}, bias={self.bias is not None}, input_path={self.input_path!r}"
         )
 
 
@@ -172,8 +224,11 @@ class DHDense(_DendriticLayer):
         alpha_init, learn_alpha: dendritic timing factors ``[N, D]`` (default ``"large"`` as SHD/XOR).
         bias: one bias per branch.
         weight_init: ``"full"`` (official, bound ``1/√M_pad``) or ``"branch"`` (true fan-in ``M_pad/D``).
-        projection: ``"dense"`` (masked ``N·D × M`` product), ``"grouped"`` (block products, needs a grouped
-            mask with ``N`` a multiple of ``group_size``) or ``"auto"``.
+        projection: method of the dense-input product: ``"dense"`` (masked ``N·D × M`` product), ``"grouped"``
+            (block products, needs a grouped mask with ``N`` a multiple of ``group_size``) or ``"auto"``.
+        input_path, event_density: event-driven projection for sparse spike input (as :class:`LIFDense`;
+            the event path visits only the connected (input, branch) pairs and is fused with the
+            dendritic sum, so the ``[T, B, N, D]`` branch inputs are never stored).
         seed: seeds the mask (the global RNG otherwise).
         **soma: :class:`~spikescale.nn.base.Soma` options (``beta_init``, ``threshold``, ``reset``, ``faithful``, ...).
     """
@@ -192,19 +247,20 @@ class DHDense(_DendriticLayer):
         bias: bool = True,
         weight_init: str = "full",
         projection: str = "auto",
+        input_path: str = "auto",
+        event_density: Optional[float] = None,
         seed: Optional[int] = None,
         **soma,
     ) -> None:
         super().__init__(
             in_features, out_features, in_features, branches=branches, mask=mask, group_size=group_size,
             sparsity=sparsity, alpha_init=alpha_init, learn_alpha=learn_alpha, bias=bias,
-            weight_init=weight_init, seed=seed, soma=soma,
+            weight_init=weight_init, seed=seed, input_path=input_path, event_density=event_density, soma=soma,
         )
         if projection not in PROJECTIONS:
             raise ValueError(f"unknown projection {projection!r}; expected one of {PROJECTIONS}")
         self.projection = projection
         self.register_buffer("group_index", self._group_index(), persistent=False)
-        self.register_load_state_dict_post_hook(lambda module, _: module._refresh_group_index())
         if projection == "grouped" and self.group_index is None:
             raise ValueError(
                 "projection='grouped' needs mask='grouped' with out_features a multiple of group_size "
@@ -216,12 +272,13 @@ class DHDense(_DendriticLayer):
             return None
         return group_index(self.mask, self.group_size)
 
-    def _refresh_group_index(self) -> None:
+    def _refresh_mask_structures(self) -> None:
+        super()._refresh_mask_structures()
         index = self._group_index()
         self.group_index = None if index is None else index.to(self.mask.device)
 
     def project(self, x: Tensor) -> Tensor:
-        """Branch inputs ``[..., N, D]`` for inputs ``x [..., M]``."""
+        """Branch inputs ``[..., N, D]`` for inputs ``x [..., M]`` (dense-input methods, see ``projection``)."""
         use_groups = self.group_index is not None and self.projection in ("auto", "grouped")
         if use_groups:
             out = grouped_projection(x.reshape(-1, self.in_features), self.weight, self.group_index)
@@ -231,9 +288,14 @@ class DHDense(_DendriticLayer):
         return flat.reshape(*x.shape[:-1], self.out_features, self.branches)
 
     def _sequence(self, x, state):
-        return dh_lif_sequence(
-            self.project(x), state, self.alpha(), self.soma.beta(), self.soma.threshold, **self.soma.options()
-        )
+        soma = self.soma
+        found = self._feedforward_events(x)
+        if found is None:
+            return dh_lif_sequence(self.project(x), state, self.alpha(), soma.beta(), soma.threshold, **soma.options())
+        events, structure = found
+        total, i_last = event_dendritic_sum(x, self.weight, self.bias, self.alpha(), state.i, events, structure)
+        spikes, final = lif_sequence(total, LIFState(state.u, state.s), soma.beta(), soma.threshold, **soma.options())
+        return spikes, DHLIFState(i_last, final.u, final.s)
 
     def _step(self, x, state):
         return dh_lif_step(
@@ -244,31 +306,12 @@ class DHDense(_DendriticLayer):
         return self.mask.sum((0, 1)).float()
 
 
-def grouped_projection(x: Tensor, weight: Tensor, index: Tensor) -> Tensor:
-    """Block products for grouped masks: ``x [R, M]`` → ``[R, N, D]`` at the cost of an ``N × M`` layer.
-
-    ``index [G', D, K]`` lists the inputs of branch ``d`` of group ``g`` (``M`` = padding). Each group's
-    branch is one ``[R, K] @ [K, G]`` product, batched over (group, branch).
-    """
-    rows, inputs = x.shape
-    neurons, branches, _ = weight.shape
-    groups, _, width = index.shape
-    size = neurons // groups
-    x_ext = torch.cat([x, x.new_zeros(rows, 1)], dim=1)  # padding index reads zero
-    xg = x_ext[:, index.reshape(-1)].reshape(rows, groups * branches, width).transpose(0, 1)
-    w_ext = torch.cat([weight, weight.new_zeros(neurons, branches, 1)], dim=2).reshape(groups, size, branches, inputs + 1)
-    wg = torch.gather(w_ext, 3, index[:, None].expand(groups, size, branches, width))
-    wg = wg.permute(0, 2, 3, 1).reshape(groups * branches, width, size)
-    out = torch.bmm(xg, wg)  # [G'·D, R, G]
-    return out.reshape(groups, branches, rows, size).permute(2, 0, 3, 1).reshape(rows, neurons, branches)
-
-
 class DHRecurrent(_DendriticLayer):
     """DH-SRNN layer: ``[x_t ; s_{t-1}]`` through one masked map to ``N·D`` branch inputs → DH-LIF.
 
     The recurrent spikes join the inputs before the per-neuron partition, so feed-forward and recurrent
     synapses mix across branches (spec §3.2). Arguments as :class:`DHDense` (default ``alpha_init``
-    ``"medium"``); the mask covers ``M + N`` inputs.
+    ``"medium"``); the mask covers ``M + N`` inputs. ``input_path`` applies to the feed-forward input.
     """
 
     def __init__(
@@ -284,13 +327,16 @@ class DHRecurrent(_DendriticLayer):
         learn_alpha: bool = True,
         bias: bool = True,
         weight_init: str = "full",
+        input_path: str = "auto",
+        event_density: Optional[float] = None,
         seed: Optional[int] = None,
         **soma,
     ) -> None:
         super().__init__(
             in_features, out_features, in_features + out_features, branches=branches, mask=mask,
             group_size=group_size, sparsity=sparsity, alpha_init=alpha_init, learn_alpha=learn_alpha,
-            bias=bias, weight_init=weight_init, seed=seed, soma=soma,
+            bias=bias, weight_init=weight_init, seed=seed, input_path=input_path, event_density=event_density,
+            soma=soma,
         )
 
     def _weights(self) -> tuple[Tensor, Tensor]:
@@ -303,9 +349,15 @@ class DHRecurrent(_DendriticLayer):
 
     def _sequence(self, x, state):
         w_in, w_rec = self._weights()
+        found = self._feedforward_events(x)
+        if found is None:
+            feedforward = self._feedforward(x, w_in)
+        else:
+            events, structure = found
+            flat = event_sparse_linear(x, self.weight, self._branch_bias(), events, structure)
+            feedforward = flat.reshape(*x.shape[:-1], self.out_features, self.branches)
         return dh_lif_recurrent_sequence(
-            self._feedforward(x, w_in), state, w_rec, self.alpha(), self.soma.beta(), self.soma.threshold,
-            **self.soma.options(),
+            feedforward, state, w_rec, self.alpha(), self.soma.beta(), self.soma.threshold, **self.soma.options(),
         )
 
     def _step(self, x, state):
