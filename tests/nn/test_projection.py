@@ -133,3 +133,40 @@ def test_state_dict_round_trip_refreshes_the_event_structure():
     b(x)  # builds b's structure from its own mask
     b.load_state_dict(a.state_dict())
     assert torch.equal(a(x)[0], b(x)[0])
+
+
+SPARSE = dict(beta_init=0.9, learn_beta=False, learn_threshold=True)
+
+
+@pytest.mark.parametrize("surrogate", ["rect", {"name": "mg", "truncate": 1.0}])
+@pytest.mark.parametrize("reset,detach", [("soft", False), ("soft", True), ("none", False)])
+@pytest.mark.parametrize("path", ["dense", "event"])
+def test_sparse_backward_equals_dense_backward(backend, surrogate, reset, detach, path):
+    if path == "event" and backend == "torch":
+        pytest.skip("the event path needs the numba backend")
+    options = dict(SPARSE, surrogate=surrogate, reset=reset, detach_reset=detach, input_path=path)
+    torch.manual_seed(5)
+    dense = LIFDense(30, 7, **options).double()
+    with torch.no_grad():
+        dense.linear.weight.abs_().mul_(3.0)
+    sparse = LIFDense(30, 7, sparse_backward=True, **options).double()
+    sparse.load_state_dict(dense.state_dict())
+    x = _spike_input(density=0.2)
+    a = _run(dense, path, x)
+    b = _run(sparse, path, x)
+    assert 0 < a[0].mean() < 1
+    assert torch.equal(a[0], b[0])
+    for key in a[2]:
+        assert torch.allclose(a[2][key], b[2][key], atol=1e-10), key
+    assert torch.allclose(a[3], b[3], atol=1e-10)
+
+
+def test_sparse_backward_needs_bounded_support_soft_reset_and_fixed_beta():
+    with pytest.raises(ValueError, match="bounded support"):
+        LIFDense(5, 3, sparse_backward=True, beta_init=0.9, learn_beta=False, surrogate="mg")
+    with pytest.raises(ValueError, match="reset 'soft' or 'none'"):
+        LIFDense(5, 3, sparse_backward=True, beta_init=0.9, learn_beta=False, surrogate="rect", reset="hard")
+    with pytest.raises(ValueError, match="fixed shared beta"):
+        LIFDense(5, 3, sparse_backward=True, beta_init=0.9, surrogate="rect")
+    with pytest.raises(ValueError, match="one shared beta"):
+        LIFDense(5, 3, sparse_backward=True, learn_beta=False, surrogate="rect")

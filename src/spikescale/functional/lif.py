@@ -215,52 +215,89 @@ def pack_spikes(spikes: Tensor, surrogate: Surrogate) -> Tensor:
     return spikes.to(torch.uint8) if type(surrogate).spike is Surrogate.spike else spikes
 
 
+class SomaGrads(NamedTuple):
+    """Gradients produced by :func:`soma_backward` (``None`` where not asked for)."""
+
+    current: Tensor  # dL/dI_t, [T, B, N]
+    u0: Tensor
+    s0: Tensor
+    beta: Optional[Tensor]
+    threshold: Optional[Tensor]
+    direct: Optional[Tensor]  # c·(ĝ^s_t σ'_t) plus c·dL/du_T at the last step: zero where σ' = 0
+
+
+def soma_forward(current, beta, threshold, u0, s0, surrogate, reset, scale_input):
+    """Forward loop of the soma: ``(spikes, u trace, spikes as kept for the backward, backend or None)``."""
+    kernel = kernel_for("lif_sequence", current, surrogate)
+    if kernel is not None:
+        spikes, u_all, kept = kernel.lif_forward(current, beta, threshold, u0, s0, reset, scale_input)
+        return spikes, u_all, kept, kernel
+    drive = _drive(current, beta, scale_input)
+    u_all = torch.empty_like(current)
+    spikes = torch.empty_like(current)
+    u, s = u0, s0
+    for t in range(current.shape[0]):
+        u = soma_update(u, s, drive[t], beta, threshold, reset, out=u_all[t])
+        s = surrogate.spike(u, threshold, out=spikes[t])
+    return spikes, u_all, pack_spikes(spikes, surrogate), None
+
+
+def soma_backward(
+    grad_spikes, grad_u_last, current, beta, threshold, u0, s0, u_all, kept, surrogate, reset, detach_reset,
+    scale_input, kernel, needs: tuple[bool, bool], want_direct: bool = False,
+) -> SomaGrads:
+    r"""Reverse loop of the soma (on ``kernel`` or the PyTorch loop); ``needs`` = (β, θ) gradients.
+
+    ``want_direct`` also returns the per-step injections :math:`c\,\hat g^s_t \sigma'_t` (the sparse
+    part of :math:`\partial L/\partial I`, see :mod:`spikescale.functional.sparse_backward`).
+    """
+    direct = None
+    if kernel is not None:
+        grad_current, gu_first, g_beta, g_theta, direct = kernel.lif_backward(
+            grad_spikes, grad_u_last, u_all, kept, current, u0, s0, beta, threshold, surrogate, reset,
+            detach_reset, scale_input, want_direct,
+        )
+        grad_beta = _reduce_to(g_beta, beta) if needs[0] else None
+        grad_theta = _reduce_to(g_theta, threshold) if needs[1] else None
+    else:
+        spikes = kept.to(u_all.dtype)
+        sg = surrogate.grad(u_all - threshold)
+        gu_all = _soma_reverse_loop(grad_spikes, grad_u_last, sg, u_all, spikes, beta, threshold, reset, detach_reset)
+        grad_current = _drive(gu_all, beta, scale_input)
+        grad_beta, grad_theta = soma_parameter_grads(
+            needs, gu_all, u_all, spikes, u0, s0, current, beta, threshold, reset, scale_input, grad_u_last,
+        )
+        gu_first = gu_all[0]
+        if want_direct:
+            gu_next = torch.cat([gu_all[1:], torch.zeros_like(gu_all[:1])])
+            grad_s = grad_spikes
+            if not detach_reset and reset == "soft":
+                grad_s = grad_s - threshold * gu_next
+            elif not detach_reset and reset == "hard":
+                grad_s = grad_s - beta * u_all * gu_next
+            injected = grad_s * sg
+            injected[-1] += grad_u_last
+            direct = _drive(injected, beta, scale_input)
+    grad_u0, grad_s0 = _initial_state_grads(gu_first, u0, s0, beta, threshold, reset, detach_reset)
+    return SomaGrads(grad_current, grad_u0, grad_s0, grad_beta, grad_theta, direct)
+
+
 class _LIFSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, beta, threshold, u0, s0, surrogate, reset, detach_reset, scale_input):
-        kernel = kernel_for("lif_sequence", current, surrogate)
-        if kernel is not None:
-            spikes, u_all, kept = kernel.lif_forward(current, beta, threshold, u0, s0, reset, scale_input)
-        else:
-            drive = _drive(current, beta, scale_input)
-            u_all = torch.empty_like(current)
-            spikes = torch.empty_like(current)
-            u, s = u0, s0
-            for t in range(current.shape[0]):
-                u = soma_update(u, s, drive[t], beta, threshold, reset, out=u_all[t])
-                s = surrogate.spike(u, threshold, out=spikes[t])
-            kept = pack_spikes(spikes, surrogate)
+        spikes, u_all, kept, kernel = soma_forward(current, beta, threshold, u0, s0, surrogate, reset, scale_input)
         ctx.save_for_backward(current, beta, threshold, u0, s0, u_all, kept)
         ctx.config = (surrogate, reset, detach_reset, scale_input, kernel)
         return spikes, u_all[-1].clone()
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_u_last):
-        current, beta, threshold, u0, s0, u_all, kept = ctx.saved_tensors
-        surrogate, reset, detach_reset, scale_input, kernel = ctx.config
-        needs = (ctx.needs_input_grad[1], ctx.needs_input_grad[2])
-        if kernel is not None:
-            grad_current, gu_first, g_beta, g_theta = kernel.lif_backward(
-                grad_spikes, grad_u_last, u_all, kept, current, u0, s0, beta, threshold, surrogate, reset,
-                detach_reset, scale_input,
-            )
-            grad_beta = _reduce_to(g_beta, beta) if needs[0] else None
-            grad_theta = _reduce_to(g_theta, threshold) if needs[1] else None
-        else:
-            spikes = kept.to(u_all.dtype)
-            sg = surrogate.grad(u_all - threshold)
-            gu_all = _soma_reverse_loop(
-                grad_spikes, grad_u_last, sg, u_all, spikes, beta, threshold, reset, detach_reset
-            )
-            grad_current = _drive(gu_all, beta, scale_input)
-            grad_beta, grad_theta = soma_parameter_grads(
-                needs, gu_all, u_all, spikes, u0, s0, current, beta, threshold, reset, scale_input, grad_u_last,
-            )
-            gu_first = gu_all[0]
-        grad_u0, grad_s0 = _initial_state_grads(gu_first, u0, s0, beta, threshold, reset, detach_reset)
-        if not ctx.needs_input_grad[0]:
-            grad_current = None
-        return grad_current, grad_beta, grad_theta, grad_u0, grad_s0, None, None, None, None
+        grads = soma_backward(
+            grad_spikes, grad_u_last, *ctx.saved_tensors, *ctx.config,
+            needs=(ctx.needs_input_grad[1], ctx.needs_input_grad[2]),
+        )
+        grad_current = grads.current if ctx.needs_input_grad[0] else None
+        return grad_current, grads.beta, grads.threshold, grads.u0, grads.s0, None, None, None, None
 
 
 def _soma_reverse_loop(grad_spikes, grad_u_last, sg, u_all, spikes, beta, threshold, reset, detach_reset):

@@ -170,7 +170,7 @@ def lif_forward(current: Tensor, beta: Tensor, threshold: Tensor, u0: Tensor, s0
 @njit(**_PAR)
 def _lif_backward(
     grad_s, grad_u_last, sg, u_all, s_mask, current, u0, s0, beta, theta, reset, detach, scale, block,
-    grad_current, gu_first, g_beta, g_theta,
+    write_direct, grad_current, gu_first, g_beta, g_theta, direct_out,
 ):
     steps, rows, neurons = u_all.shape
     blocks = (neurons + block - 1) // block
@@ -203,6 +203,9 @@ def _lif_backward(
                     g = g + grad_u_last[r, n]
                 gu[j] = g
                 grad_current[t, r, n] = (1.0 - beta[n]) * g if scale else g
+                if write_direct:
+                    injected = direct + grad_u_last[r, n] if t == steps - 1 else direct
+                    direct_out[t, r, n] = (1.0 - beta[n]) * injected if scale else injected
                 if t > 0:
                     u_prev = u_all[t - 1, r, n]
                     s_prev = 1.0 if s_mask[t - 1, r, n] else 0.0
@@ -226,9 +229,12 @@ def _lif_backward(
 def lif_backward(
     grad_spikes: Tensor, grad_u_last: Tensor, u_all: Tensor, spike_mask: Tensor, current: Tensor,
     u0: Tensor, s0: Tensor, beta: Tensor, threshold: Tensor, surrogate, reset: str, detach_reset: bool,
-    scale_input: bool,
+    scale_input: bool, want_direct: bool = False,
 ):
-    """Soma BPTT: ``(dL/dI [T, B, N], g^u_0 [B, N], dL/dβ per (b, n), dL/dθ per (b, n))``."""
+    """Soma BPTT: ``(dL/dI [T, B, N], g^u_0 [B, N], dL/dβ per (b, n), dL/dθ per (b, n), injections or None)``.
+
+    The injections ``c·ĝ^s_t σ'_t`` (plus ``c·dL/du_T`` at the last step) are written when ``want_direct``.
+    """
     _threads()
     steps, batch, neurons = u_all.shape
     u = u_all.numpy()
@@ -238,34 +244,37 @@ def lif_backward(
     gu_first = torch.empty(batch, neurons, dtype=u_all.dtype)
     g_beta = torch.empty(batch, neurons, dtype=u_all.dtype)
     g_theta = torch.empty(batch, neurons, dtype=u_all.dtype)
+    direct = torch.empty_like(u_all) if want_direct else u_all.new_empty(1, 1, 1)
     _lif_backward(
         _np(grad_spikes.to(u_all.dtype)), _np(grad_u_last.to(u_all.dtype)), sg, u, spike_mask.numpy(),
         _np(current.to(u_all.dtype)), _np(u0.to(u_all.dtype)), _np(s0.to(u_all.dtype)),
         _vector(beta, neurons, u_all), theta, RESET_CODES[reset], detach_reset, scale_input,
-        _block(neurons), grad_current.numpy(), gu_first.numpy(), g_beta.numpy(), g_theta.numpy(),
+        _block(neurons), want_direct, grad_current.numpy(), gu_first.numpy(), g_beta.numpy(), g_theta.numpy(),
+        direct.numpy(),
     )
-    return grad_current, gu_first, g_beta, g_theta
+    return grad_current, gu_first, g_beta, g_theta, direct if want_direct else None
 
 
 # ------------------------------------------------------------------------------------- linear scans
 
 @njit(**_PAR)
-def _scan_forward(x, a, y0, scale, y):
+def _scan_forward(x, a, y0, scale, reverse, y):
     steps, rows, channels = x.shape
     for r in prange(rows):
         prev = y0[r].copy()
-        for t in range(steps):
+        for step in range(steps):
+            t = steps - 1 - step if reverse else step
             for c in range(channels):
                 drive = (1.0 - a[c]) * x[t, r, c] if scale else x[t, r, c]
                 prev[c] = drive + a[c] * prev[c]
                 y[t, r, c] = prev[c]
 
 
-def scan_forward(x: Tensor, a: Tensor, y0: Tensor, scale_input: bool) -> Tensor:
-    """``y_t = a y_{t-1} + c(a) x_t`` for ``x [T, R, C]``, ``a [C]``, ``y0 [R, C]``."""
+def scan_forward(x: Tensor, a: Tensor, y0: Tensor, scale_input: bool, reverse: bool = False) -> Tensor:
+    """``y_t = a y_{t-1} + c(a) x_t`` for ``x [T, R, C]``, ``a [C]``, ``y0 [R, C]`` (``reverse``: from ``t = T-1``)."""
     _threads()
     y = torch.empty_like(x)
-    _scan_forward(_np(x), _vector(a, x.shape[-1], x), _np(y0.to(x.dtype)), scale_input, y.numpy())
+    _scan_forward(_np(x), _vector(a, x.shape[-1], x), _np(y0.to(x.dtype)), scale_input, reverse, y.numpy())
     return y
 
 

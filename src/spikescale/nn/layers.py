@@ -33,6 +33,7 @@ from ..functional.dh_lif import (
 )
 from ..functional.events import SparseWeight, event_dendritic_sum, event_linear, event_sparse_linear
 from ..functional.lif import LIFState, lif_sequence, lif_step
+from ..functional.sparse_backward import check_sparse_backward, linear_lif_sparse_grad
 from .base import Soma, SpikingLayer
 from .masks import MASK_KINDS, branch_mask, group_index, padded_width
 from .projection import check_input_path, default_event_density, grouped_projection, input_events
@@ -63,6 +64,9 @@ class LIFDense(SpikingLayer):
         input_path: ``"auto"`` (event-driven projection when the batch's input density is at most
             ``event_density``), ``"dense"`` or ``"event"``; see :mod:`spikescale.nn.projection`.
         event_density: density threshold of ``"auto"`` (default: the measured crossover).
+        sparse_backward: compute the weight and input gradients from near-threshold entries only
+            (:mod:`spikescale.functional.sparse_backward`; exact). Needs a surrogate with bounded support,
+            reset ``"soft"`` or ``"none"`` and one fixed β (``beta_init=0.9, learn_beta=False``).
         **soma: options of :class:`~spikescale.nn.base.Soma` (``beta_init``, ``threshold``, ``reset``, ...).
     """
 
@@ -76,6 +80,7 @@ class LIFDense(SpikingLayer):
         bias: bool = True,
         input_path: str = "auto",
         event_density: Optional[float] = None,
+        sparse_backward: bool = False,
         **soma,
     ) -> None:
         super().__init__()
@@ -86,6 +91,11 @@ class LIFDense(SpikingLayer):
         self.event_density = default_event_density() if event_density is None else event_density
         self.linear = nn.Linear(in_features, out_features, bias=bias)
         self.soma = Soma(out_features, **_soma_kwargs(soma))
+        self.sparse_backward = bool(sparse_backward)
+        if self.sparse_backward:
+            if self.soma.beta.learnable:
+                raise ValueError("sparse_backward=True needs a fixed shared beta: pass learn_beta=False and a constant beta_init")
+            check_sparse_backward(self.soma.surrogate, self.soma.reset, self.soma.beta())
 
     def initial_state(self, batch, device=None, dtype=None):
         return self.soma.initial_state(batch, device, dtype)
@@ -99,6 +109,12 @@ class LIFDense(SpikingLayer):
 
     def _sequence(self, x, state):
         soma = self.soma
+        if self.sparse_backward:
+            events = input_events(x, self.input_path, self.event_density)
+            return linear_lif_sparse_grad(
+                x, self.linear.weight, self.linear.bias, state, soma.beta(), soma.threshold, events=events,
+                **soma.options(),
+            )
         return lif_sequence(self.project(x), state, soma.beta(), soma.threshold, **soma.options())
 
     def _step(self, x, state):
@@ -111,7 +127,8 @@ class LIFDense(SpikingLayer):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.linear.bias is not None}, input_path={self.input_path!r}"
+            f"bias={self.linear.bias is not None}, input_path={self.input_path!r}, "
+            f"sparse_backward={self.sparse_backward}"
         )
 
 
