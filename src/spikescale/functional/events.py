@@ -7,17 +7,20 @@ Spike inputs are mostly zeros (speech spike data is 1–5 % dense), so the proje
           \frac{\partial L}{\partial W_{:, m}} = \sum_{(t, b):\, x_t[b, m] = v \ne 0} v\,
           \frac{\partial L}{\partial I_t[b]}
 
-(the weight gradient visits the events grouped by input channel). The results equal the dense path
+(the weight gradient visits the rows in order, accumulating per thread). The results equal the dense path
 up to floating-point rounding; the input gradient, when the input needs one, is the dense product
 :math:`\partial L/\partial x = (\partial L/\partial I) W`.
 
-* :func:`event_linear` — ``LIFDense``: a dense weight ``[O, M]``.
-* :func:`event_sparse_linear` — a masked weight ``[N, D, M]`` visited through its connected
-  (input, branch) pairs only (:class:`SparseWeight`), so a D-branch layer
-  costs what a vanilla layer costs (``DHRecurrent``'s feed-forward input).
+* :func:`event_linear` — a weight ``[O, M]`` (``LIFDense``; ``DHRecurrent``'s feed-forward input with
+  its masked ``[N·D, M]`` weight).
 * :func:`event_dendritic_sum` — ``DHDense``: the masked branch projection fused with the dendritic sum of
   :func:`~spikescale.functional.dh_lif.dendritic_sum`; the ``[T, B, N, D]`` branch inputs are never
   stored (the backward pass recomputes them from the events, chunk by chunk).
+
+An event adds a whole weight column, zeros of the mask included: a contiguous multiply-add that
+compiles to vector instructions. Visiting only the connected (input, branch) pairs does D times fewer
+operations but one scattered update at a time, and measured about 7 times slower per event on a
+2-core AVX-512 CPU for D = 8 (``benchmarks/bench_projection.py``).
 
 These run on a backend that provides ``"event_projection"`` (see :mod:`spikescale.kernels`); their
 references are the dense operations (``F.linear`` and :func:`dendritic_sum`), with which the tests compare
@@ -38,7 +41,6 @@ __all__ = [
     "SparseWeight",
     "find_events",
     "event_linear",
-    "event_sparse_linear",
     "event_dendritic_sum",
     "events_available",
 ]
@@ -48,19 +50,20 @@ class SparseWeight:
     """Connected entries of a masked weight, grouped by input (the CSC pattern of the ``[N·D, M]`` matrix).
 
     Built once from a mask ``[N, D, M]`` (boolean). For entry ``q`` of input ``m`` (``q`` in
-    ``colptr[m]:colptr[m+1]``): ``rows[q] = n·D + d`` is the branch input it feeds and ``source[q]`` its
-    flat index in a weight ``[N, D, width]`` (``width`` ≥ ``M``, e.g. ``M + N`` for a recurrent layer whose
-    first ``M`` columns are the feed-forward ones), so ``weight.reshape(-1)[source]`` lists the values.
+    ``colptr[m]:colptr[m+1]``): ``rows[q] = n·D + d`` is the branch input it feeds (``rows_branch_major[q]
+    = d·N + n`` in the ``[D, N]`` order of the fused kernels) and ``source[q]`` its flat index in the
+    weight ``[N, D, M]``, so ``weight.reshape(-1)[source]`` lists the connected values.
     """
 
-    def __init__(self, mask: Tensor, width: Optional[int] = None) -> None:
+    def __init__(self, mask: Tensor) -> None:
         neurons, branches, inputs = mask.shape
-        width = inputs if width is None else width
+        width = inputs
         m, n, d = mask.cpu().permute(2, 0, 1).nonzero(as_tuple=True)  # sorted by input, then neuron, branch
         self.inputs, self.outputs = inputs, neurons * branches
         self.colptr = np.zeros(inputs + 1, np.int64)
         np.cumsum(np.bincount(m.numpy(), minlength=inputs), out=self.colptr[1:])
         self.rows = (n * branches + d).to(torch.int32).numpy()
+        self.rows_branch_major = (d * neurons + n).to(torch.int32).numpy()  # the same entries, [D, N] order
         self.source = n * branches * width + d * width + m
 
     def dense(self, w_values: Tensor) -> Tensor:
@@ -117,40 +120,6 @@ def event_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], events) -> T
     return _EventLinear.apply(x, weight, bias, events)
 
 
-class _EventSparseLinear(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, w_values, bias, events, structure):
-        kernel = select("event_projection", x.device)
-        out = kernel.event_sparse_forward(events, structure, w_values, bias)
-        ctx.save_for_backward(w_values)
-        ctx.events, ctx.structure, ctx.kernel, ctx.x_shape = events, structure, kernel, x.shape
-        return out.reshape(*x.shape[:-1], structure.outputs)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (w_values,) = ctx.saved_tensors
-        structure = ctx.structure
-        grad = grad_out.reshape(-1, structure.outputs)
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad @ structure.dense(w_values)).reshape(ctx.x_shape)
-        if ctx.needs_input_grad[1]:
-            grad_w = ctx.kernel.event_sparse_weight_grad(ctx.events, structure, grad)
-        if ctx.needs_input_grad[2]:
-            grad_b = grad.sum(0)
-        return grad_x, grad_w, grad_b, None, None
-
-
-def event_sparse_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], events, structure) -> Tensor:
-    """Masked projection ``[..., N·D]`` of ``x [..., M]`` through the connected entries of ``weight [N, D, M]``.
-
-    ``structure`` is the :class:`SparseWeight` of the mask; ``bias`` is
-    ``[N·D]`` or ``None``. Equals ``F.linear(x, (weight * mask).reshape(-1, M), bias)``.
-    """
-    w_values = weight.reshape(-1)[structure.source]
-    return _EventSparseLinear.apply(x, w_values, bias, events, structure)
-
-
 class _EventDendriticSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_values, bias, alpha, i0, events, structure):
@@ -175,7 +144,7 @@ class _EventDendriticSum(torch.autograd.Function):
             steps, batch = ctx.x_shape[:2]
             grad_x = (grad_current.reshape(steps * batch, -1) @ structure.dense(w_values)).reshape(ctx.x_shape)
         grad_b = grad_b.reshape(bias.shape) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b, grad_alpha.reshape(alpha.shape), grad_i0.reshape(grad_i_last.shape), None, None
+        return grad_x, grad_w, grad_b, grad_alpha.reshape(alpha.shape), grad_i0, None, None
 
 
 def event_dendritic_sum(

@@ -255,7 +255,7 @@ def soma_backward(
     if kernel is not None:
         grad_current, gu_first, g_beta, g_theta, direct = kernel.lif_backward(
             grad_spikes, grad_u_last, u_all, kept, current, u0, s0, beta, threshold, surrogate, reset,
-            detach_reset, scale_input, want_direct,
+            detach_reset, scale_input, want_direct, needs,
         )
         grad_beta = _reduce_to(g_beta, beta) if needs[0] else None
         grad_theta = _reduce_to(g_theta, threshold) if needs[1] else None

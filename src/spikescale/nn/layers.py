@@ -31,7 +31,7 @@ from ..functional.dh_lif import (
     dh_lif_sequence,
     dh_lif_step,
 )
-from ..functional.events import SparseWeight, event_dendritic_sum, event_linear, event_sparse_linear
+from ..functional.events import SparseWeight, event_dendritic_sum, event_linear
 from ..functional.lif import LIFState, lif_sequence, lif_step
 from ..functional.sparse_backward import check_sparse_backward, linear_lif_sparse_grad
 from .base import Soma, SpikingLayer
@@ -189,21 +189,6 @@ class _DendriticLayer(SpikingLayer):
         self.soma = Soma(out_features, **_soma_kwargs(soma))
         self.input_path = input_path
         self.event_density = default_event_density(branches) if event_density is None else event_density
-        self._event_weight = None
-        self.register_load_state_dict_post_hook(lambda module, _: module._refresh_mask_structures())
-
-    def _refresh_mask_structures(self) -> None:
-        """Forget structures derived from the mask (after it is loaded from a state dict)."""
-        self._event_weight = None
-
-    def _feedforward_events(self, x: Tensor):
-        """``(events, SparseWeight of the feed-forward mask)`` when the event path runs for ``x``, else ``None``."""
-        events = input_events(x, self.input_path, self.event_density)
-        if events is None:
-            return None
-        if self._event_weight is None:
-            self._event_weight = SparseWeight(self.mask[..., : self.in_features], self.weight.shape[-1])
-        return events, self._event_weight
 
     def initial_state(self, batch, device=None, dtype=None) -> DHLIFState:
         soma = self.soma.initial_state(batch, device, dtype)
@@ -278,6 +263,8 @@ class DHDense(_DendriticLayer):
             raise ValueError(f"unknown projection {projection!r}; expected one of {PROJECTIONS}")
         self.projection = projection
         self.register_buffer("group_index", self._group_index(), persistent=False)
+        self._sparse_weight: Optional[SparseWeight] = None  # built from the mask on first event-path use
+        self.register_load_state_dict_post_hook(lambda module, _: module._refresh_mask_structures())
         if projection == "grouped" and self.group_index is None:
             raise ValueError(
                 "projection='grouped' needs mask='grouped' with out_features a multiple of group_size "
@@ -290,9 +277,10 @@ class DHDense(_DendriticLayer):
         return group_index(self.mask, self.group_size)
 
     def _refresh_mask_structures(self) -> None:
-        super()._refresh_mask_structures()
+        """Rebuild what is derived from the mask (after it is loaded from a state dict)."""
         index = self._group_index()
         self.group_index = None if index is None else index.to(self.mask.device)
+        self._sparse_weight = None
 
     def project(self, x: Tensor) -> Tensor:
         """Branch inputs ``[..., N, D]`` for inputs ``x [..., M]`` (dense-input methods, see ``projection``)."""
@@ -306,11 +294,14 @@ class DHDense(_DendriticLayer):
 
     def _sequence(self, x, state):
         soma = self.soma
-        found = self._feedforward_events(x)
-        if found is None:
+        events = input_events(x, self.input_path, self.event_density)
+        if events is None:
             return dh_lif_sequence(self.project(x), state, self.alpha(), soma.beta(), soma.threshold, **soma.options())
-        events, structure = found
-        total, i_last = event_dendritic_sum(x, self.weight, self.bias, self.alpha(), state.i, events, structure)
+        if self._sparse_weight is None:
+            self._sparse_weight = SparseWeight(self.mask)
+        total, i_last = event_dendritic_sum(
+            x, self.weight, self.bias, self.alpha(), state.i, events, self._sparse_weight
+        )
         spikes, final = lif_sequence(total, LIFState(state.u, state.s), soma.beta(), soma.threshold, **soma.options())
         return spikes, DHLIFState(i_last, final.u, final.s)
 
@@ -366,12 +357,11 @@ class DHRecurrent(_DendriticLayer):
 
     def _sequence(self, x, state):
         w_in, w_rec = self._weights()
-        found = self._feedforward_events(x)
-        if found is None:
+        events = input_events(x, self.input_path, self.event_density)
+        if events is None:
             feedforward = self._feedforward(x, w_in)
         else:
-            events, structure = found
-            flat = event_sparse_linear(x, self.weight, self._branch_bias(), events, structure)
+            flat = event_linear(x, w_in, self._branch_bias(), events)
             feedforward = flat.reshape(*x.shape[:-1], self.out_features, self.branches)
         return dh_lif_recurrent_sequence(
             feedforward, state, w_rec, self.alpha(), self.soma.beta(), self.soma.threshold, **self.soma.options(),
