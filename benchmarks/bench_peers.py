@@ -19,7 +19,8 @@ way it offers: every ``Linear`` is applied to all steps at once and the neurons 
 Reported: median seconds per training step (zero_grad, forward, loss, backward, Adam step) over
 ``--repeat`` steps after ``--warmup`` steps, median seconds per inference pass (``torch.no_grad``), the
 peak resident memory of the subprocess, and ratios to the fastest peer and to the floor (the matrix
-products of the same shapes alone: forward, weight gradients, input gradients of layers 2-3).
+products of the same shapes alone: forward, weight gradients, input gradients of layers 2-3). All
+variants run ``--rounds`` times in rotated order and each keeps its best round (see ``timing.py``).
 
 Run: ``python benchmarks/bench_peers.py`` (all four settings, about ten minutes on 2 cores) or
 ``--batch 64 --density 0.05`` for one setting. ``--malloc tuned`` applies ``mallopt`` settings (no mmap
@@ -30,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import time
+
+from timing import best_of_rounds, load_average, median_seconds, peak_rss_mib, run_isolated, tune_malloc
 
 STEPS, INPUTS, HIDDEN, CLASSES, BETA, GAIN = 100, 700, 256, 20, 0.9, 4.0
 
@@ -53,15 +52,6 @@ DESCRIPTIONS = {
 
 
 # ------------------------------------------------------------------------------------------ workers
-
-def _tune_malloc() -> None:
-    import ctypes
-
-    libc = ctypes.CDLL("libc.so.6")
-    m_trim_threshold, m_mmap_max = -1, -4
-    libc.mallopt(m_mmap_max, 0)  # serve large blocks from the heap ...
-    libc.mallopt(m_trim_threshold, 1 << 30)  # ... and keep freed memory for reuse
-
 
 def _build_spikescale(variant: str):
     import torch  # noqa: F401
@@ -235,22 +225,7 @@ def _floor(batch: int):
     return train, infer
 
 
-def _median(fn, repeat: int, warmup: int) -> float:
-    import statistics
-
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def worker(variant: str, batch: int, density: float, repeat: int, warmup: int) -> dict:
-    import resource
-
     import torch
 
     torch.manual_seed(0)
@@ -274,12 +249,12 @@ def worker(variant: str, batch: int, density: float, repeat: int, warmup: int) -
             with torch.no_grad():
                 forward(x)
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    baseline = peak_rss_mib()
     infer()
     initial_rates = rates()  # of the untrained network, identical weights in every library
-    t_train = _median(train, repeat, warmup)
-    t_infer = _median(infer, repeat, warmup)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    t_train = median_seconds(train, repeat, warmup)
+    t_infer = median_seconds(infer, repeat, warmup)
+    peak = peak_rss_mib()
     return {
         "train": t_train, "infer": t_infer, "peak_mib": peak, "setup_mib": baseline,
         "threads": torch.get_num_threads(), "rates": initial_rates,
@@ -289,16 +264,11 @@ def worker(variant: str, batch: int, density: float, repeat: int, warmup: int) -
 # --------------------------------------------------------------------------------------------- main
 
 def run_worker(variant: str, batch: int, density: float, args) -> dict:
-    command = [
-        sys.executable, os.path.abspath(__file__), "--worker", variant, "--batch", str(batch), "--density",
-        str(density), "--repeat", str(args.repeat), "--warmup", str(args.warmup), "--malloc", args.malloc,
+    arguments = [
+        "--worker", variant, "--batch", str(batch), "--density", str(density), "--repeat", str(args.repeat),
+        "--warmup", str(args.warmup), "--malloc", args.malloc,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": last[:100]}
-    return json.loads(lines[-1])
+    return run_isolated(__file__, arguments, args.timeout)
 
 
 def print_table(batch: int, density: float, results: dict) -> None:
@@ -338,24 +308,29 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="repeat all variants; keep each one's best round")
     parser.add_argument("--malloc", choices=["default", "tuned"], default="default")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
     if args.malloc == "tuned":
-        _tune_malloc()
+        tune_malloc()
     if args.worker:
         print(json.dumps(worker(args.worker, args.batch[0], args.density[0], args.repeat, args.warmup)))
         return
     import torch
 
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc {args.malloc}, "
-        f"median of {args.repeat} steps after {args.warmup} warm-up steps, one subprocess per cell"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc {args.malloc}; per cell: median of "
+        f"{args.repeat} steps after {args.warmup} warm-up steps in a fresh subprocess, best of {args.rounds} rounds; "
+        f"load average at start {load_average()}"
     )
     for batch in args.batch:
         for density in args.density:
-            results = {name: run_worker(name, batch, density, args) for name in args.variants}
+            results = best_of_rounds(
+                lambda name: run_worker(name, batch, density, args), args.variants, args.rounds, ("train", "infer")
+            )
             print_table(batch, density, results)
+    print(f"load average at end {load_average()}")
 
 
 if __name__ == "__main__":

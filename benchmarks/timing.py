@@ -1,11 +1,21 @@
-"""Small timing helpers shared by the benchmarks (median wall time after warm-up, peak memory)."""
+"""Timing helpers shared by the benchmarks: median wall time after warm-up, peak memory, isolated runs.
+
+Isolated runs: each measured variant runs in its own subprocess (fresh interpreter, same settings) and
+prints one JSON line; :func:`best_of_rounds` repeats the whole set of variants in ``rounds`` rounds (the
+order rotated each round) and keeps, per variant, the lowest of its per-round medians. On a machine
+shared with other jobs this is the measure least disturbed by them; the spread over rounds is kept.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 
 def median_seconds(fn: Callable[[], object], repeat: int = 10, warmup: int = 2) -> float:
@@ -30,3 +40,53 @@ def print_table(title: str, rows: list[tuple[str, float]], floor: float) -> None
     print(f"  {'variant':58s} {'ms':>9s} {'× floor':>8s}")
     for name, seconds in rows:
         print(f"  {name:58s} {seconds * 1e3:9.1f} {seconds / floor:8.2f}")
+
+
+def tune_malloc() -> None:
+    """glibc: serve large blocks from the heap and keep freed memory (no page faults on reuse)."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_max = -1, -4
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def run_isolated(script: str, arguments: Sequence[str], timeout: float) -> dict:
+    """Run ``python script --worker … arguments`` and return its last JSON line (or ``{"error": …}``)."""
+    command = [sys.executable, os.path.abspath(script), *arguments]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": last[:110]}
+    return json.loads(lines[-1])
+
+
+def best_of_rounds(run: Callable[[str], dict], variants: Sequence[str], rounds: int, keys: Sequence[str]) -> dict:
+    """Per variant: the result of the round with the lowest ``keys[0]``, each key's minimum and all values."""
+    collected: dict[str, list[dict]] = {name: [] for name in variants}
+    order = list(variants)
+    for round_index in range(rounds):
+        for name in order[round_index % len(order):] + order[: round_index % len(order)]:
+            collected[name].append(run(name))
+    results = {}
+    for name, runs in collected.items():
+        good = [r for r in runs if "error" not in r]
+        if not good:
+            results[name] = runs[0]
+            continue
+        best = dict(min(good, key=lambda r: r[keys[0]]))
+        for key in keys:
+            values = [r[key] for r in good]
+            best[key] = min(values)
+            best[f"{key}_all"] = values
+        results[name] = best
+    return results

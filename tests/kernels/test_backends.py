@@ -204,3 +204,49 @@ def test_leaky_integrator_float32(backend):
     assert torch.allclose(fast, ref, atol=1e-6)
     w = torch.randn_like(fast)
     _assert_close(_grads([fast], (x, beta), [w]), _grads([ref], (x, beta), [w]), torch.float32)
+
+
+def test_vectorisable_exp_matches_math_exp():
+    numba_cpu = pytest.importorskip("spikescale.kernels.numba_cpu")
+    import math
+
+    import numpy as np
+    from numba import njit
+
+    @njit
+    def evaluate(xs, out):
+        for k in range(xs.size):
+            out[k] = numba_cpu._exp(xs[k])
+
+    xs = np.concatenate([np.linspace(-700.0, 700.0, 200_001), np.linspace(-3.0, 3.0, 10_001)])
+    out = np.empty_like(xs)
+    evaluate(xs, out)
+    expected = np.array([math.exp(v) for v in xs])
+    assert np.max(np.abs(out - expected) / expected) < 1e-15
+
+
+def test_custom_surrogate_formula_is_compiled_too():
+    numba_cpu = pytest.importorskip("spikescale.kernels.numba_cpu")
+    from dataclasses import dataclass
+    from typing import Any, ClassVar
+
+    from spikescale.functional.surrogate import Surrogate
+
+    def triangle(x, exp, box, width):
+        return box(x, width) * (1.0 - abs(x) / width) / width
+
+    @dataclass(frozen=True)
+    class Triangle(Surrogate):
+        name: ClassVar[str] = "triangle_test"
+        width: float = 0.7
+        formula: ClassVar[Any] = staticmethod(triangle)
+
+    u = torch.linspace(-2, 3, 400, dtype=torch.float64).reshape(4, 1, 100)
+    theta = torch.full((100,), 0.8, dtype=torch.float64)
+    compiled = numba_cpu.surrogate_grad(Triangle(), u.numpy(), theta.numpy())
+    assert torch.allclose(torch.from_numpy(compiled), Triangle().grad(u - 0.8), atol=1e-15)
+    args = _lif_inputs(torch.float64)
+    fast = _lif(lif_sequence, dict(surrogate=Triangle()))(*args)
+    ref = _lif(lif_sequence_reference, dict(surrogate=Triangle()))(*args)
+    weights = [torch.randn_like(t) for t in fast]
+    _assert_close(_grads(fast, args, weights), _grads(ref, args, weights), torch.float64)

@@ -33,7 +33,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from torch import Tensor
 
-from ..functional.surrogate import Surrogate
+from ..functional.surrogate import ATan, FastSigmoid, MultiGaussian, Rectangular, Surrogate
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
@@ -123,10 +123,38 @@ def _box(x, half_width):
     return 1.0 if abs(x) < half_width else 0.0
 
 
+_MULTI_GAUSSIAN = njit(inline="always", **_JIT)(MultiGaussian.formula)
+_ATAN = njit(inline="always", **_JIT)(ATan.formula)
+_FAST_SIGMOID = njit(inline="always", **_JIT)(FastSigmoid.formula)
+_RECTANGULAR = njit(inline="always", **_JIT)(Rectangular.formula)
+_BUILT_IN = {MultiGaussian: 0, ATan: 1, FastSigmoid: 2, Rectangular: 3}
+
+
+@njit(**_PAR)
+def _built_in_surrogate(kind, u, theta, p, out):
+    """The built-in surrogates' formulas (compiled once and cached); ``p`` holds the parameters."""
+    rows, neurons = u.shape
+    for r in prange(rows):
+        x, o = u[r], out[r]
+        if kind == 0:
+            for n in range(neurons):
+                o[n] = _MULTI_GAUSSIAN(x[n] - theta[n], _exp, _box, p[0], p[1], p[2], p[3], p[4])
+        elif kind == 1:
+            for n in range(neurons):
+                o[n] = _ATAN(x[n] - theta[n], _exp, _box, p[0])
+        elif kind == 2:
+            for n in range(neurons):
+                o[n] = _FAST_SIGMOID(x[n] - theta[n], _exp, _box, p[0])
+        else:
+            for n in range(neurons):
+                o[n] = _RECTANGULAR(x[n] - theta[n], _exp, _box, p[0])
+
+
 _SURROGATE_KERNELS: dict = {}
 
-# numba inlines a function into a loop (so the loop vectorises) only when it is called with explicit
-# arguments, so the kernel for a formula of ``n`` parameters is generated with ``params[0], …, params[n-1]``.
+# Other surrogates with a ``formula``: numba inlines a function into a loop (so that the loop vectorises)
+# only when it is called with explicit arguments, so the kernel for a formula of ``n`` parameters is
+# generated with ``params[0], …, params[n-1]`` (compiled on first use, not cached on disk).
 _SURROGATE_SOURCE = """
 def kernel(u, theta, params, out):
     rows, neurons = u.shape
@@ -148,13 +176,16 @@ def _surrogate_kernel(formula, arity: int):
 
 def surrogate_grad(surrogate, u: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """``g(u - θ)`` for ``u [..., N]``, ``θ [N]``: the surrogate's ``formula`` compiled, else its torch ``grad``."""
-    formula = type(surrogate).formula
-    if formula is None or type(surrogate).grad is not Surrogate.grad:
+    cls = type(surrogate)
+    if cls.formula is None or cls.grad is not Surrogate.grad:
         return surrogate.grad(torch.from_numpy(u) - torch.from_numpy(theta)).numpy()
     params = tuple(float(p) for p in surrogate.formula_params())
     flat = u.reshape(-1, u.shape[-1])
     out = np.empty_like(flat)
-    _surrogate_kernel(formula, len(params))(flat, theta, params, out)
+    if cls in _BUILT_IN:
+        _built_in_surrogate(_BUILT_IN[cls], flat, theta, np.array(params + (0.0,) * (5 - len(params))), out)
+    else:
+        _surrogate_kernel(cls.formula, len(params))(flat, theta, params, out)
     return out.reshape(u.shape)
 
 
