@@ -250,3 +250,12 @@ def test_custom_surrogate_formula_is_compiled_too():
     ref = _lif(lif_sequence_reference, dict(surrogate=Triangle()))(*args)
     weights = [torch.randn_like(t) for t in fast]
     _assert_close(_grads(fast, args, weights), _grads(ref, args, weights), torch.float64)
+
+
+@pytest.mark.parametrize("reset", RESETS)
+def test_lif_without_gradients_gives_the_same_values(backend, reset):
+    args = _lif_inputs(torch.float32, steps=30, batch=4, neurons=6)
+    with_grad = _lif(lif_sequence, dict(reset=reset))(*args)
+    with torch.no_grad():
+        without = _lif(lif_sequence, dict(reset=reset))(*args)
+    assert torch.equal(with_grad[0], without[0]) and torch.equal(with_grad[1], without[1])

@@ -230,7 +230,7 @@ def soma_forward(current, beta, threshold, u0, s0, surrogate, reset, scale_input
     """Forward loop of the soma: ``(spikes, u trace, spikes as kept for the backward, backend or None)``."""
     kernel = kernel_for("lif_sequence", current, surrogate)
     if kernel is not None:
-        spikes, u_all, kept = kernel.lif_forward(current, beta, threshold, u0, s0, reset, scale_input)
+        spikes, u_all, kept, _ = kernel.lif_forward(current, beta, threshold, u0, s0, reset, scale_input)
         return spikes, u_all, kept, kernel
     drive = _drive(current, beta, scale_input)
     u_all = torch.empty_like(current)
@@ -356,7 +356,11 @@ def lif_sequence(
     check_reset(reset)
     surrogate = get_surrogate(surrogate)
     theta = _as_threshold(threshold, current)
-    spikes, u_last = _LIFSequence.apply(
-        current, beta, theta, state.u, state.s, surrogate, reset, detach_reset, scale_input
-    )
+    inputs = (current, beta, theta, state.u, state.s)
+    kernel = kernel_for("lif_sequence", current, surrogate)
+    if kernel is not None and not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+        # No gradient will be asked for: the kernel writes only the spikes and the final state.
+        spikes, _, _, u_last = kernel.lif_forward(current, beta, theta, state.u, state.s, reset, scale_input, keep=False)
+    else:
+        spikes, u_last = _LIFSequence.apply(*inputs, surrogate, reset, detach_reset, scale_input)
     return spikes, LIFState(u_last, spikes[-1])

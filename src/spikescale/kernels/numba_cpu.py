@@ -36,7 +36,6 @@ from torch import Tensor
 from ..functional.surrogate import ATan, FastSigmoid, MultiGaussian, Rectangular, Surrogate
 
 __all__ = [
-    "RESET_CODES",
     "surrogate_grad",
     "lif_forward",
     "lif_backward",
@@ -53,8 +52,6 @@ __all__ = [
     "event_dendrite_forward",
     "event_dendrite_backward",
 ]
-
-RESET_CODES = {"soft": 0, "hard": 1, "none": 2}
 
 _JIT = dict(cache=True, nogil=True)
 _PAR = dict(cache=True, nogil=True, parallel=True)
@@ -189,7 +186,7 @@ def surrogate_grad(surrogate, u: np.ndarray, theta: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- LIF
 
 @njit(**_PAR)
-def _lif_forward(current, scale, beta, theta, soft, consts, u0, s0, u_out, s_out, s_mask):
+def _lif_forward(current, scale, beta, theta, soft, consts, u0, s0, keep, u_out, s_out, s_mask, u_last):
     steps, rows, neurons = current.shape
     one, hard = consts[0], consts[1]
     zero = one - one
@@ -197,30 +194,40 @@ def _lif_forward(current, scale, beta, theta, soft, consts, u0, s0, u_out, s_out
         u = u0[r].copy()
         s = s0[r].copy()
         for t in range(steps):
-            cur, uo, so, sm = current[t, r], u_out[t, r], s_out[t, r], s_mask[t, r]
+            cur, so = current[t, r], s_out[t, r]
             for n in range(neurons):
                 new = (scale[n] * cur[n] + beta[n] * (u[n] * (one - s[n] * hard))) - soft[n] * s[n]
-                spike = new > theta[n]
                 u[n] = new
-                s[n] = one if spike else zero
-                uo[n] = new
+                s[n] = one if new > theta[n] else zero
                 so[n] = s[n]
-                sm[n] = spike
+            if keep:  # the trace and the spike mask are kept for a backward pass
+                u_out[t, r] = u
+                sm = s_mask[t, r]
+                for n in range(neurons):
+                    sm[n] = s[n] != zero
+        u_last[r] = u
 
 
-def lif_forward(current: Tensor, beta: Tensor, threshold: Tensor, u0: Tensor, s0: Tensor, reset: str, scale_input: bool):
-    """Soma forward: ``(spikes [T, B, N] float, u trace [T, B, N], spikes uint8)``."""
+def lif_forward(current: Tensor, beta: Tensor, threshold: Tensor, u0: Tensor, s0: Tensor, reset: str,
+                scale_input: bool, keep: bool = True):
+    """Soma forward: ``(spikes [T, B, N] float, u trace [T, B, N], spikes uint8, u_T)``.
+
+    With ``keep=False`` (inference) only the spikes and the final membrane are written; the trace and
+    the mask are returned as ``None``.
+    """
     _threads()
-    neurons = current.shape[-1]
+    steps, batch, neurons = current.shape
     beta_v, scale, theta, soft, consts = _soma_coefficients(beta, threshold, reset, scale_input, neurons, current)
-    u_all = torch.empty_like(current)
     spikes = torch.empty_like(current)
-    mask = torch.empty(current.shape, dtype=torch.uint8)
+    u_last = current.new_empty(batch, neurons)
+    shape = current.shape if keep else (1, 1, neurons)
+    u_all = current.new_empty(shape)
+    mask = torch.empty(shape, dtype=torch.uint8)
     _lif_forward(
         _np(current), scale, beta_v, theta, soft, consts, _np(u0.to(current.dtype)), _np(s0.to(current.dtype)),
-        u_all.numpy(), spikes.numpy(), mask.numpy(),
+        keep, u_all.numpy(), spikes.numpy(), mask.numpy(), u_last.numpy(),
     )
-    return spikes, u_all, mask
+    return spikes, (u_all if keep else None), (mask if keep else None), u_last
 
 
 @njit(inline="always", **_JIT)
@@ -659,10 +666,6 @@ class EventList:
     @property
     def count(self) -> int:
         return int(self.indptr[-1])
-
-    @property
-    def density(self) -> float:
-        return self.count / max(1, self.rows * self.cols)
 
     def values_as(self, dtype) -> np.ndarray:
         return self.values.astype(dtype, copy=False)
