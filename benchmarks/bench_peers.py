@@ -32,7 +32,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from timing import best_of_rounds, load_average, median_seconds, peak_rss_mib, run_isolated, tune_malloc
+from timing import (
+    best_of_rounds,
+    held_for_backward_mib,
+    load_average,
+    median_seconds,
+    peak_rss_mib,
+    run_isolated,
+    tune_malloc,
+)
 
 STEPS, INPUTS, HIDDEN, CLASSES, BETA, GAIN = 100, 700, 256, 20, 0.9, 4.0
 
@@ -239,10 +247,12 @@ def worker(variant: str, batch: int, density: float, repeat: int, warmup: int) -
         model, forward, rates = builders[variant]() if variant in builders else _build_spikescale(variant)
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
 
+        def loss():
+            return torch.nn.functional.cross_entropy(forward(x).mean(0), target)
+
         def train():
             optimiser.zero_grad(set_to_none=True)
-            out = forward(x)
-            torch.nn.functional.cross_entropy(out.mean(0), target).backward()
+            loss().backward()
             optimiser.step()
 
         def infer():
@@ -254,9 +264,10 @@ def worker(variant: str, batch: int, density: float, repeat: int, warmup: int) -
     initial_rates = rates()  # of the untrained network, identical weights in every library
     t_train = median_seconds(train, repeat, warmup)
     t_infer = median_seconds(infer, repeat, warmup)
+    held = held_for_backward_mib(loss) if variant != "floor" else 0.0
     peak = peak_rss_mib()
     return {
-        "train": t_train, "infer": t_infer, "peak_mib": peak, "setup_mib": baseline,
+        "train": t_train, "infer": t_infer, "peak_mib": peak, "setup_mib": baseline, "held_mib": held,
         "threads": torch.get_num_threads(), "rates": initial_rates,
     }
 
@@ -279,7 +290,7 @@ def print_table(batch: int, density: float, results: dict) -> None:
     print(f"\nB={batch}, input density {density:.0%}, T={STEPS}, 700-256-256-20")
     header = (
         f"  {'variant':46s} {'train ms':>9s} {'infer ms':>9s} {'peer/train':>10s} {'peer/infer':>10s} "
-        f"{'train/floor':>11s} {'peak MiB':>9s}  hidden rates"
+        f"{'train/floor':>11s} {'peak MiB':>9s} {'held MiB':>8s}  hidden rates"
     )
     print(header)
     for name in VARIANTS:
@@ -295,9 +306,13 @@ def print_table(batch: int, density: float, results: dict) -> None:
         rates = " ".join(f"{v:.3f}" for v in r["rates"])
         print(
             f"  {DESCRIPTIONS[name]:46s} {r['train'] * 1e3:9.1f} {r['infer'] * 1e3:9.1f} {speed_train:>10s} "
-            f"{speed_infer:>10s} {to_floor:>11s} {r['peak_mib']:9.0f}  {rates}"
+            f"{speed_infer:>10s} {to_floor:>11s} {r['peak_mib']:9.0f} {r['held_mib']:8.1f}  {rates}"
         )
-    print("  (peer/…: fastest peer's time ÷ this variant's time, higher is faster; train/floor: ÷ floor time)")
+    print(
+        "  (peer/…: fastest peer's time ÷ this variant's time, higher is faster; train/floor: ÷ floor time;\n"
+        "   peak MiB: peak resident memory of the subprocess, libraries included; held MiB: memory allocated\n"
+        "   by the forward pass and still held for the backward pass at the loss)"
+    )
 
 
 def main() -> None:

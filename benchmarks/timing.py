@@ -35,6 +35,32 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def malloc_in_use_mib() -> float:
+    """Bytes currently allocated through glibc malloc (heap + mmapped blocks), MiB; PyTorch CPU tensors
+    and NumPy arrays are allocated there."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )]
+
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**20
+
+
+def held_for_backward_mib(forward_loss: Callable[[], object]) -> float:
+    """Memory allocated by a forward pass and still held when the loss is computed (what the backward
+    pass will read: saved activations, spike masks, outputs), MiB."""
+    before = malloc_in_use_mib()
+    loss = forward_loss()
+    held = malloc_in_use_mib() - before
+    loss.backward()
+    return held
+
+
 def print_table(title: str, rows: list[tuple[str, float]], floor: float) -> None:
     print(f"\n{title}")
     print(f"  {'variant':58s} {'ms':>9s} {'× floor':>8s}")

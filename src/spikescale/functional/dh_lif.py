@@ -312,4 +312,4 @@ def dh_lif_recurrent_sequence(
         feedforward, w_rec, alpha, beta, theta, state.i, state.u, state.s,
         get_surrogate(surrogate), reset, detach_reset, scale_input,
     )
-    return spikes, DHLIFState(i_last, u_last, spikes[-1])
+    return spikes, DHLIFState(i_last, u_last, spikes[-1].clone())

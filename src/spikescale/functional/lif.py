@@ -248,14 +248,16 @@ def soma_backward(
 ) -> SomaGrads:
     r"""Reverse loop of the soma (on ``kernel`` or the PyTorch loop); ``needs`` = (β, θ) gradients.
 
+    ``current`` may be ``None`` when dL/dβ is not needed or the input is not scaled (see :func:`kept_current`).
+
     ``want_direct`` also returns the per-step injections :math:`c\,\hat g^s_t \sigma'_t` (the sparse
     part of :math:`\partial L/\partial I`, see :mod:`spikescale.functional.sparse_backward`).
     """
     direct = None
     if kernel is not None:
         grad_current, gu_first, g_beta, g_theta, direct = kernel.lif_backward(
-            grad_spikes, grad_u_last, u_all, kept, current, u0, s0, beta, threshold, surrogate, reset,
-            detach_reset, scale_input, want_direct, needs,
+            grad_spikes, grad_u_last, u_all, kept, u_all if current is None else current, u0, s0, beta, threshold,
+            surrogate, reset, detach_reset, scale_input, want_direct, needs,
         )
         grad_beta = _reduce_to(g_beta, beta) if needs[0] else None
         grad_theta = _reduce_to(g_theta, threshold) if needs[1] else None
@@ -282,11 +284,16 @@ def soma_backward(
     return SomaGrads(grad_current, grad_u0, grad_s0, grad_beta, grad_theta, direct)
 
 
+def kept_current(current: Tensor, need_beta: bool, scale_input: bool) -> Optional[Tensor]:
+    """The input current if the backward pass needs it (only for dL/dβ with a scaled input), else ``None``."""
+    return current if scale_input and need_beta else None
+
+
 class _LIFSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, beta, threshold, u0, s0, surrogate, reset, detach_reset, scale_input):
         spikes, u_all, kept, kernel = soma_forward(current, beta, threshold, u0, s0, surrogate, reset, scale_input)
-        ctx.save_for_backward(current, beta, threshold, u0, s0, u_all, kept)
+        ctx.save_for_backward(kept_current(current, ctx.needs_input_grad[1], scale_input), beta, threshold, u0, s0, u_all, kept)
         ctx.config = (surrogate, reset, detach_reset, scale_input, kernel)
         return spikes, u_all[-1].clone()
 
@@ -363,4 +370,4 @@ def lif_sequence(
         spikes, _, _, u_last = kernel.lif_forward(current, beta, theta, state.u, state.s, reset, scale_input, keep=False)
     else:
         spikes, u_last = _LIFSequence.apply(*inputs, surrogate, reset, detach_reset, scale_input)
-    return spikes, LIFState(u_last, spikes[-1])
+    return spikes, LIFState(u_last, spikes[-1].clone())  # a copy: the state does not keep all spikes alive

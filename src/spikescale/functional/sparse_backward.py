@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..kernels import select
-from .lif import LIFState, ThresholdLike, _as_threshold, check_reset, soma_backward, soma_forward
+from .lif import LIFState, ThresholdLike, _as_threshold, check_reset, kept_current, soma_backward, soma_forward
 from .scan import linear_scan
 from .surrogate import SurrogateLike, get_surrogate
 
@@ -72,7 +72,8 @@ class _LinearLIFSparseGrad(torch.autograd.Function):
         else:
             current = F.linear(x, weight, bias)
         spikes, u_all, kept, kernel = soma_forward(current, beta, threshold, u0, s0, surrogate, reset, scale_input)
-        ctx.save_for_backward(x, weight, current, beta, threshold, u0, s0, u_all, kept)
+        kept_input = kept_current(current, ctx.needs_input_grad[3], scale_input)
+        ctx.save_for_backward(x, weight, kept_input, beta, threshold, u0, s0, u_all, kept)
         ctx.config = (surrogate, reset, detach_reset, scale_input, kernel)
         ctx.events, ctx.has_bias = (events if events_kernel is not None else None), bias is not None
         return spikes, u_all[-1].clone()
@@ -160,4 +161,4 @@ def linear_lif_sparse_grad(
     spikes, u_last = _LinearLIFSparseGrad.apply(
         x, weight, bias, beta, theta, state.u, state.s, events, surrogate, reset, detach_reset, scale_input
     )
-    return spikes, LIFState(u_last, spikes[-1])
+    return spikes, LIFState(u_last, spikes[-1].clone())

@@ -184,28 +184,45 @@ def surrogate_grad(surrogate, u: np.ndarray, theta: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- LIF
+#
+# The soma's (batch, neuron) lanes are independent, so the kernels see the data as ``[T, B·N]`` and split
+# the lanes into contiguous chunks (one per job), with the per-neuron coefficients tiled to ``B·N``: long
+# inner loops that vectorise, whatever the layer width.
+
+def _lane_chunk(lanes: int) -> int:
+    """Lanes per job: about four jobs per thread, at least 64 lanes, a multiple of 16."""
+    per_job = -(-lanes // (4 * numba.get_num_threads()))
+    return max(64, -(-per_job // 16) * 16)
+
+
+def _tiled(values: np.ndarray, batch: int) -> np.ndarray:
+    return np.tile(values, batch)
+
 
 @njit(**_PAR)
-def _lif_forward(current, scale, beta, theta, soft, consts, u0, s0, keep, u_out, s_out, s_mask, u_last):
-    steps, rows, neurons = current.shape
+def _lif_forward(current, scale, beta, theta, soft, consts, u0, s0, chunk, keep, u_out, s_out, s_mask, u_last):
+    steps, lanes = current.shape
     one, hard = consts[0], consts[1]
     zero = one - one
-    for r in prange(rows):
-        u = u0[r].copy()
-        s = s0[r].copy()
+    for job in prange((lanes + chunk - 1) // chunk):
+        j0 = job * chunk
+        j1 = min(lanes, j0 + chunk)
+        u = u0[j0:j1].copy()
+        s = s0[j0:j1].copy()
+        c, b, th, so_ = scale[j0:j1], beta[j0:j1], theta[j0:j1], soft[j0:j1]
         for t in range(steps):
-            cur, so = current[t, r], s_out[t, r]
-            for n in range(neurons):
-                new = (scale[n] * cur[n] + beta[n] * (u[n] * (one - s[n] * hard))) - soft[n] * s[n]
+            cur, out = current[t, j0:j1], s_out[t, j0:j1]
+            for n in range(u.size):
+                new = (c[n] * cur[n] + b[n] * (u[n] * (one - s[n] * hard))) - so_[n] * s[n]
                 u[n] = new
-                s[n] = one if new > theta[n] else zero
-                so[n] = s[n]
+                s[n] = one if new > th[n] else zero
+                out[n] = s[n]
             if keep:  # the trace and the spike mask are kept for a backward pass
-                u_out[t, r] = u
-                sm = s_mask[t, r]
-                for n in range(neurons):
-                    sm[n] = s[n] != zero
-        u_last[r] = u
+                u_out[t, j0:j1] = u
+                mask = s_mask[t, j0:j1]
+                for n in range(u.size):
+                    mask[n] = s[n] != zero
+        u_last[j0:j1] = u
 
 
 def lif_forward(current: Tensor, beta: Tensor, threshold: Tensor, u0: Tensor, s0: Tensor, reset: str,
@@ -217,15 +234,20 @@ def lif_forward(current: Tensor, beta: Tensor, threshold: Tensor, u0: Tensor, s0
     """
     _threads()
     steps, batch, neurons = current.shape
-    beta_v, scale, theta, soft, consts = _soma_coefficients(beta, threshold, reset, scale_input, neurons, current)
+    lanes = batch * neurons
+    coefficients = _soma_coefficients(beta, threshold, reset, scale_input, neurons, current)
+    beta_v, scale, theta, soft = (_tiled(v, batch) for v in coefficients[:4])
     spikes = torch.empty_like(current)
     u_last = current.new_empty(batch, neurons)
     shape = current.shape if keep else (1, 1, neurons)
     u_all = current.new_empty(shape)
     mask = torch.empty(shape, dtype=torch.uint8)
+    flat = (steps, lanes) if keep else (1, neurons)
     _lif_forward(
-        _np(current), scale, beta_v, theta, soft, consts, _np(u0.to(current.dtype)), _np(s0.to(current.dtype)),
-        keep, u_all.numpy(), spikes.numpy(), mask.numpy(), u_last.numpy(),
+        _np(current).reshape(steps, lanes), scale, beta_v, theta, soft, coefficients[4],
+        _np(u0.to(current.dtype)).reshape(lanes), _np(s0.to(current.dtype)).reshape(lanes), _lane_chunk(lanes), keep,
+        u_all.numpy().reshape(flat), spikes.numpy().reshape(steps, lanes), mask.numpy().reshape(flat),
+        u_last.numpy().reshape(lanes),
     )
     return spikes, (u_all if keep else None), (mask if keep else None), u_last
 
@@ -235,7 +257,7 @@ def _soma_reverse_row(
     grad_s, sg, u, spiked, u_prev, s_prev, cur, last_grad, beta, theta, scale, soft, consts, reset_grad,
     scale_input, needs, gu, acc_beta, acc_theta, grad_current, direct_out,
 ):
-    """One reverse step ``t`` of the soma for one row (vectors over neurons); updates ``gu`` in place.
+    """One reverse step ``t`` of the soma over a vector of lanes; updates ``gu`` in place.
 
     ``needs = (β gradient, θ gradient, write the injections)``; the accumulators are skipped when not needed.
     """
@@ -269,29 +291,37 @@ def _previous_spikes(s_mask, s0, t, r, out):
 @njit(**_PAR)
 def _lif_backward(
     grad_s, grad_u_last, sg, u_all, s_mask, current, u0, s0, beta, theta, scale, soft, consts, reset_grad,
-    scale_input, needs, grad_current, gu_first, g_beta, g_theta, direct_out,
+    scale_input, needs, chunk, grad_current, gu_first, g_beta, g_theta, direct_out,
 ):
-    steps, rows, neurons = u_all.shape
-    for r in prange(rows):
-        gu = np.zeros(neurons, u_all.dtype)
-        acc_beta = np.zeros(neurons, np.float64)
-        acc_theta = np.zeros(neurons, np.float64)
-        no_grad = np.zeros(neurons, u_all.dtype)
-        spiked = np.empty(neurons, u_all.dtype)
-        s_prev = np.empty(neurons, u_all.dtype)
+    steps, lanes = u_all.shape
+    for job in prange((lanes + chunk - 1) // chunk):
+        j0 = job * chunk
+        j1 = min(lanes, j0 + chunk)
+        width = j1 - j0
+        gu = np.zeros(width, u_all.dtype)
+        acc_beta = np.zeros(width, np.float64)
+        acc_theta = np.zeros(width, np.float64)
+        no_grad = np.zeros(width, u_all.dtype)
+        spiked = np.empty(width, u_all.dtype)
+        s_prev = np.empty(width, u_all.dtype)
+        b, th, c, so_ = beta[j0:j1], theta[j0:j1], scale[j0:j1], soft[j0:j1]
         for t in range(steps - 1, -1, -1):
-            spiked[:] = s_mask[t, r]
-            _previous_spikes(s_mask, s0, t, r, s_prev)
-            u_prev = u_all[t - 1, r] if t > 0 else u0[r]
+            spiked[:] = s_mask[t, j0:j1]
+            if t > 0:
+                s_prev[:] = s_mask[t - 1, j0:j1]
+                u_prev = u_all[t - 1, j0:j1]
+            else:
+                s_prev[:] = s0[j0:j1]
+                u_prev = u0[j0:j1]
             _soma_reverse_row(
-                grad_s[t, r], sg[t, r], u_all[t, r], spiked, u_prev, s_prev, current[t, r],
-                grad_u_last[r] if t == steps - 1 else no_grad, beta, theta, scale, soft, consts, reset_grad,
-                scale_input, needs, gu, acc_beta, acc_theta, grad_current[t, r],
-                direct_out[t, r] if needs[2] else direct_out[0, 0],
+                grad_s[t, j0:j1], sg[t, j0:j1], u_all[t, j0:j1], spiked, u_prev, s_prev, current[t, j0:j1],
+                grad_u_last[j0:j1] if t == steps - 1 else no_grad, b, th, c, so_, consts, reset_grad,
+                scale_input, needs, gu, acc_beta, acc_theta, grad_current[t, j0:j1],
+                direct_out[t, j0:j1] if needs[2] else direct_out[0, :width],
             )
-        gu_first[r] = gu
-        g_beta[r] = acc_beta
-        g_theta[r] = acc_theta
+        gu_first[j0:j1] = gu
+        g_beta[j0:j1] = acc_beta
+        g_theta[j0:j1] = acc_theta
 
 
 def lif_backward(
@@ -306,22 +336,28 @@ def lif_backward(
     """
     _threads()
     steps, batch, neurons = u_all.shape
+    lanes = batch * neurons
     like = u_all
-    beta_v, scale, theta, soft, consts = _soma_coefficients(beta, threshold, reset, scale_input, neurons, like)
-    u = u_all.numpy()
+    coefficients = _soma_coefficients(beta, threshold, reset, scale_input, neurons, like)
+    beta_v, scale, theta, soft = (_tiled(v, batch) for v in coefficients[:4])
+    consts = coefficients[4]
+    u = u_all.numpy().reshape(steps, lanes)
     sg = surrogate_grad(surrogate, u, theta)
     grad_current = torch.empty_like(u_all)
     gu_first = like.new_empty(batch, neurons)
     g_beta = like.new_empty(batch, neurons)
     g_theta = like.new_empty(batch, neurons)
-    direct = torch.empty_like(u_all) if want_direct else like.new_empty(1, 1, neurons)
+    direct = torch.empty_like(u_all) if want_direct else like.new_empty(1, 1, lanes)
     reset_grad = consts.dtype.type(0.0 if detach_reset or reset == "none" else 1.0)
+    flat = (steps, lanes)
     _lif_backward(
-        _np(grad_spikes.to(like.dtype)), _np(grad_u_last.to(like.dtype)), sg, u, spike_mask.numpy(),
-        _np(current.to(like.dtype)), _np(u0.to(like.dtype)), _np(s0.to(like.dtype)), beta_v, theta, scale, soft,
-        consts, reset_grad, consts.dtype.type(1.0 if scale_input else 0.0), (bool(needs[0]), bool(needs[1]), want_direct),
-        grad_current.numpy(),
-        gu_first.numpy(), g_beta.numpy(), g_theta.numpy(), direct.numpy(),
+        _np(grad_spikes.to(like.dtype)).reshape(flat), _np(grad_u_last.to(like.dtype)).reshape(lanes), sg, u,
+        spike_mask.numpy().reshape(flat), _np(current.to(like.dtype)).reshape(flat),
+        _np(u0.to(like.dtype)).reshape(lanes), _np(s0.to(like.dtype)).reshape(lanes), beta_v, theta, scale, soft,
+        consts, reset_grad, consts.dtype.type(1.0 if scale_input else 0.0),
+        (bool(needs[0]), bool(needs[1]), want_direct), _lane_chunk(lanes), grad_current.numpy().reshape(flat),
+        gu_first.numpy().reshape(lanes), g_beta.numpy().reshape(lanes), g_theta.numpy().reshape(lanes),
+        direct.numpy().reshape(-1, lanes),
     )
     return grad_current, gu_first, g_beta, g_theta, direct if want_direct else None
 
