@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from timing import (
     best_of_rounds,
@@ -233,8 +234,10 @@ def _floor(batch: int):
     return train, infer
 
 
-def worker(variant: str, batch: int, density: float, repeat: int, warmup: int) -> dict:
+def worker(variant: str, batch: int, density: float, repeat: int, warmup: int, threads: int) -> dict:
     import torch
+
+    torch.set_num_threads(threads)
 
     torch.manual_seed(0)
     x = (torch.rand(STEPS, batch, INPUTS) < density).float()
@@ -264,10 +267,12 @@ def worker(variant: str, batch: int, density: float, repeat: int, warmup: int) -
     initial_rates = rates()  # of the untrained network, identical weights in every library
     t_train = median_seconds(train, repeat, warmup)
     t_infer = median_seconds(infer, repeat, warmup)
+    cpu_train = median_seconds(train, max(3, repeat // 2), 0, time.process_time)
     held = held_for_backward_mib(loss) if variant != "floor" else 0.0
     peak = peak_rss_mib()
     return {
-        "train": t_train, "infer": t_infer, "peak_mib": peak, "setup_mib": baseline, "held_mib": held,
+        "train": t_train, "infer": t_infer, "cpu_train": cpu_train, "peak_mib": peak, "setup_mib": baseline,
+        "held_mib": held,
         "threads": torch.get_num_threads(), "rates": initial_rates,
     }
 
@@ -277,7 +282,7 @@ def worker(variant: str, batch: int, density: float, repeat: int, warmup: int) -
 def run_worker(variant: str, batch: int, density: float, args) -> dict:
     arguments = [
         "--worker", variant, "--batch", str(batch), "--density", str(density), "--repeat", str(args.repeat),
-        "--warmup", str(args.warmup), "--malloc", args.malloc,
+        "--warmup", str(args.warmup), "--malloc", args.malloc, "--threads", str(args.threads),
     ]
     return run_isolated(__file__, arguments, args.timeout)
 
@@ -286,11 +291,11 @@ def print_table(batch: int, density: float, results: dict) -> None:
     ok = {k: v for k, v in results.items() if "error" not in v}
     peers = [k for k in PEERS if k in ok]
     floor = ok.get("floor")
-    best = {mode: min((ok[k][mode] for k in peers), default=None) for mode in ("train", "infer")}
+    best = {mode: min((ok[k][mode] for k in peers), default=None) for mode in ("train", "infer", "cpu_train")}
     print(f"\nB={batch}, input density {density:.0%}, T={STEPS}, 700-256-256-20")
     header = (
         f"  {'variant':46s} {'train ms':>9s} {'infer ms':>9s} {'peer/train':>10s} {'peer/infer':>10s} "
-        f"{'train/floor':>11s} {'peak MiB':>9s} {'held MiB':>8s}  hidden rates"
+        f"{'train/floor':>11s} {'cpu ms':>7s} {'peer/cpu':>8s} {'peak MiB':>9s} {'held MiB':>8s}  hidden rates"
     )
     print(header)
     for name in VARIANTS:
@@ -303,13 +308,16 @@ def print_table(batch: int, density: float, results: dict) -> None:
         speed_train = f"{best['train'] / r['train']:.2f}×" if best["train"] and name != "floor" else ""
         speed_infer = f"{best['infer'] / r['infer']:.2f}×" if best["infer"] and name != "floor" else ""
         to_floor = f"{r['train'] / floor['train']:.2f}" if floor else ""
+        speed_cpu = f"{best['cpu_train'] / r['cpu_train']:.2f}×" if best["cpu_train"] and name != "floor" else ""
         rates = " ".join(f"{v:.3f}" for v in r["rates"])
         print(
             f"  {DESCRIPTIONS[name]:46s} {r['train'] * 1e3:9.1f} {r['infer'] * 1e3:9.1f} {speed_train:>10s} "
-            f"{speed_infer:>10s} {to_floor:>11s} {r['peak_mib']:9.0f} {r['held_mib']:8.1f}  {rates}"
+            f"{speed_infer:>10s} {to_floor:>11s} {r['cpu_train'] * 1e3:7.1f} {speed_cpu:>8s} {r['peak_mib']:9.0f} "
+            f"{r['held_mib']:8.1f}  {rates}"
         )
     print(
         "  (peer/…: fastest peer's time ÷ this variant's time, higher is faster; train/floor: ÷ floor time;\n"
+        "   cpu ms: CPU time of a training step, all threads (robust to other jobs on the machine);\n"
         "   peak MiB: peak resident memory of the subprocess, libraries included; held MiB: memory allocated\n"
         "   by the forward pass and still held for the backward pass at the loss)"
     )
@@ -324,25 +332,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3, help="repeat all variants; keep each one's best round")
+    parser.add_argument("--threads", type=int, default=2, help="torch (and kernel) threads in every subprocess")
     parser.add_argument("--malloc", choices=["default", "tuned"], default="default")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
     if args.malloc == "tuned":
         tune_malloc()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.batch[0], args.density[0], args.repeat, args.warmup)))
+        print(json.dumps(worker(args.worker, args.batch[0], args.density[0], args.repeat, args.warmup, args.threads)))
         return
     import torch
 
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc {args.malloc}; per cell: median of "
+        f"torch {torch.__version__}, {args.threads} threads, malloc {args.malloc}; per cell: median of "
         f"{args.repeat} steps after {args.warmup} warm-up steps in a fresh subprocess, best of {args.rounds} rounds; "
         f"load average at start {load_average()}"
     )
     for batch in args.batch:
         for density in args.density:
             results = best_of_rounds(
-                lambda name: run_worker(name, batch, density, args), args.variants, args.rounds, ("train", "infer")
+                lambda name: run_worker(name, batch, density, args), args.variants, args.rounds,
+                ("train", "infer", "cpu_train"),
             )
             print_table(batch, density, results)
     print(f"load average at end {load_average()}")

@@ -61,6 +61,27 @@ def _threads() -> None:
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
+@njit(parallel=True, cache=True)
+def _start_threads(out):
+    for i in prange(out.size):
+        out[i] = i
+
+
+def _start_thread_pool() -> None:
+    """Start numba's threads now and give PyTorch back its thread count.
+
+    numba's OpenMP layer shares PyTorch's ``libgomp`` and sets its thread count to ``NUMBA_NUM_THREADS``
+    when its pool starts, which would silently undo ``torch.set_num_threads``; starting the pool at
+    import and restoring the count keeps ``torch.get_num_threads()`` the one setting both follow.
+    """
+    threads = torch.get_num_threads()
+    _start_threads(np.empty(2))
+    torch.set_num_threads(threads)
+
+
+_start_thread_pool()
+
+
 def _np(t: Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
