@@ -96,9 +96,12 @@ def _official(model):
     return params, forward
 
 
-def worker(variant: str, repeat: int, warmup: int) -> dict:
+def worker(variant: str, repeat: int, warmup: int, threads: int) -> dict:
+    import time
+
     import torch
 
+    torch.set_num_threads(threads)
     import spikescale.kernels as kernels
 
     torch.manual_seed(0)
@@ -127,7 +130,8 @@ def worker(variant: str, repeat: int, warmup: int) -> dict:
         optimiser.step()
 
     seconds = median_seconds(train, repeat, warmup)
-    return {"train": seconds, "peak_mib": peak_rss_mib(), "held_mib": held_for_backward_mib(loss)}
+    cpu = median_seconds(train, max(2, repeat // 2), 0, time.process_time)
+    return {"train": seconds, "cpu_train": cpu, "peak_mib": peak_rss_mib(), "held_mib": held_for_backward_mib(loss)}
 
 
 def main() -> None:
@@ -137,39 +141,54 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="torch (and kernel) threads in every subprocess")
     parser.add_argument("--malloc", choices=["default", "tuned"], default="default")
     parser.add_argument("--timeout", type=float, default=1200)
     args = parser.parse_args()
     if args.malloc == "tuned":
         tune_malloc()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.repeat, args.warmup)))
+        print(json.dumps(worker(args.worker, args.repeat, args.warmup, args.threads)))
         return
     import torch
 
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc {args.malloc}; median of {args.repeat} "
+        f"torch {torch.__version__}, {args.threads} threads, malloc {args.malloc}; median of {args.repeat} "
         f"training steps after {args.warmup} warm-up steps per subprocess, best of {args.rounds} rounds; "
         f"load average at start {load_average()}"
     )
 
     def run(name):
-        arguments = ["--worker", name, "--repeat", str(args.repeat), "--warmup", str(args.warmup), "--malloc", args.malloc]
+        arguments = [
+            "--worker", name, "--repeat", str(args.repeat), "--warmup", str(args.warmup), "--malloc", args.malloc,
+            "--threads", str(args.threads),
+        ]
         return run_isolated(__file__, arguments, args.timeout)
 
-    results = best_of_rounds(run, args.variants, args.rounds, ("train",))
+    results = best_of_rounds(run, args.variants, args.rounds, ("train", "cpu_train"))
     official = results.get("official", {}).get("train")
+    official_cpu = results.get("official", {}).get("cpu_train")
     print(f"\nDH-SFNN 700→64 (D=8) → 20, T={STEPS}, B={BATCH}, {DENSITY:.0%} input: one training step")
-    print(f"  {'variant':58s} {'ms':>9s} {'speed-up':>9s} {'peak MiB':>9s} {'held MiB':>8s}  rounds (ms)")
+    print(
+        f"  {'variant':58s} {'ms':>9s} {'speed-up':>9s} {'cpu ms':>8s} {'cpu ×':>6s} {'peak MiB':>9s} {'held MiB':>8s}"
+        "  rounds (ms)"
+    )
     for name in args.variants:
         r = results[name]
         if "error" in r:
             print(f"  {DESCRIPTIONS[name]:58s} not run: {r['error']}")
             continue
         speed = f"{official / r['train']:.1f}×" if official else ""
+        speed_cpu = f"{official_cpu / r['cpu_train']:.1f}×" if official_cpu else ""
         rounds = " ".join(f"{v * 1e3:.0f}" for v in r["train_all"])
-        print(f"  {DESCRIPTIONS[name]:58s} {r['train'] * 1e3:9.1f} {speed:>9s} {r['peak_mib']:9.0f} {r['held_mib']:8.1f}  {rounds}")
-    print("  (held MiB: memory allocated by the forward pass and still held for the backward pass at the loss)")
+        print(
+            f"  {DESCRIPTIONS[name]:58s} {r['train'] * 1e3:9.1f} {speed:>9s} {r['cpu_train'] * 1e3:8.1f} {speed_cpu:>6s} "
+            f"{r['peak_mib']:9.0f} {r['held_mib']:8.1f}  {rounds}"
+        )
+    print(
+        "  (cpu ms: CPU time of a training step, all threads; held MiB: memory allocated by the forward pass\n"
+        "   and still held for the backward pass at the loss)"
+    )
     print(f"load average at end {load_average()}")
 
 

@@ -49,3 +49,17 @@ def test_missing_backend_raises_import_error_with_install_hint(monkeypatch):
     with pytest.raises(ImportError, match="pip install no-such-package-xyz"):
         use_backend("ghost")
     assert backend_setting() == "auto"
+
+
+def test_kernels_follow_and_keep_torch_thread_count():
+    numba = pytest.importorskip("numba")
+    from spikescale.functional import LIFState, lif_sequence
+
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with use_backend("numba"):
+            lif_sequence(torch.randn(4, 2, 3), LIFState(torch.zeros(2, 3), torch.zeros(2, 3)), torch.rand(3))
+        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(previous)
