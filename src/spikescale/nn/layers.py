@@ -188,7 +188,7 @@ class _DendriticLayer(SpikingLayer):
         )
         self.soma = Soma(out_features, **_soma_kwargs(soma))
         self.input_path = input_path
-        self.event_density = default_event_density(branches) if event_density is None else event_density
+        self.event_density = default_event_density() if event_density is None else event_density
 
     def initial_state(self, batch, device=None, dtype=None) -> DHLIFState:
         soma = self.soma.initial_state(batch, device, dtype)
@@ -265,6 +265,8 @@ class DHDense(_DendriticLayer):
         self.register_buffer("group_index", self._group_index(), persistent=False)
         self._sparse_weight: Optional[SparseWeight] = None  # built from the mask on first event-path use
         self.register_load_state_dict_post_hook(lambda module, _: module._refresh_mask_structures())
+        if event_density is None:
+            self.event_density = default_event_density(block_products=self._uses_block_products())
         if projection == "grouped" and self.group_index is None:
             raise ValueError(
                 "projection='grouped' needs mask='grouped' with out_features a multiple of group_size "
@@ -282,10 +284,12 @@ class DHDense(_DendriticLayer):
         self.group_index = None if index is None else index.to(self.mask.device)
         self._sparse_weight = None
 
+    def _uses_block_products(self) -> bool:
+        return self.group_index is not None and self.projection in ("auto", "grouped")
+
     def project(self, x: Tensor) -> Tensor:
         """Branch inputs ``[..., N, D]`` for inputs ``x [..., M]`` (dense-input methods, see ``projection``)."""
-        use_groups = self.group_index is not None and self.projection in ("auto", "grouped")
-        if use_groups:
+        if self._uses_block_products():
             out = grouped_projection(x.reshape(-1, self.in_features), self.weight, self.group_index)
             out = out.reshape(*x.shape[:-1], self.out_features, self.branches)
             return out if self.bias is None else out + self.bias

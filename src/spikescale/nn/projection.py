@@ -16,11 +16,11 @@ grouped         one ``[rows, K] @ [K, G]`` block product per (group, branch)    
 ==============  ==================================================================  ======================
 
 ``input_path`` on a layer selects ``"auto"`` (count the non-zero entries of each batch and take the
-event path below ``event_density``), ``"dense"`` or ``"event"`` (always; needs a backend with event
-kernels, see :mod:`spikescale.kernels`). The default thresholds are the crossovers measured by
-``benchmarks/bench_projection.py`` on a 2-core CPU: the event path does about one multiply-add per
-event and connected output while the dense product runs at matrix-multiply speed on all entries,
-so a D-branch masked layer (whose dense product is D times larger) switches later.
+event path at or below ``event_density``), ``"dense"`` or ``"event"`` (always; needs a backend with event
+kernels, see :mod:`spikescale.kernels`). The default thresholds come from the crossovers measured by
+``benchmarks/bench_projection.py`` (forward + backward, 1 and 2 threads, AVX-512 CPU): against a dense
+product the event path wins up to about 25-35 % input density (700→256 layer, and the DH-SFNN layer with
+a random mask), against grouped block products up to about 7-10 %.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from ..functional.events import events_available, find_events
 __all__ = [
     "INPUT_PATHS",
     "EVENT_DENSITY",
+    "EVENT_DENSITY_BLOCKS",
     "check_input_path",
     "default_event_density",
     "input_events",
@@ -43,13 +44,15 @@ __all__ = [
 
 INPUT_PATHS = ("auto", "dense", "event")
 
-#: Density below which ``"auto"`` takes the event path for a dense (unmasked) weight.
-EVENT_DENSITY = 0.1
+#: Density up to which ``"auto"`` takes the event path when the alternative is a dense product.
+EVENT_DENSITY = 0.2
+#: The same when the alternative is grouped block products (``DHDense`` with a grouped mask).
+EVENT_DENSITY_BLOCKS = 0.07
 
 
-def default_event_density(branches: int = 1) -> float:
-    """Crossover density for a layer whose dense product has ``branches`` outputs per connection."""
-    return min(1.0, EVENT_DENSITY * branches)
+def default_event_density(block_products: bool = False) -> float:
+    """Default ``event_density`` of a layer (see the module docstring)."""
+    return EVENT_DENSITY_BLOCKS if block_products else EVENT_DENSITY
 
 
 def check_input_path(path: str, event_density: Optional[float]) -> None:
