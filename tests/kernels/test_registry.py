@@ -56,10 +56,20 @@ def test_kernels_follow_and_keep_torch_thread_count():
     from spikescale.functional import LIFState, lif_sequence
 
     previous = torch.get_num_threads()
+    large = torch.randn(100, 32, 32)  # above the size where kernels run on one thread
+
+    def run(current):
+        with use_backend("numba"):
+            lif_sequence(current, LIFState(torch.zeros(current.shape[1:]), torch.zeros(current.shape[1:])), torch.rand(32))
+
     try:
         torch.set_num_threads(1)
-        with use_backend("numba"):
-            lif_sequence(torch.randn(4, 2, 3), LIFState(torch.zeros(2, 3), torch.zeros(2, 3)), torch.rand(3))
+        run(large)
         assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+        torch.set_num_threads(2)
+        run(large)
+        assert torch.get_num_threads() == 2 and numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+        run(torch.randn(5, 2, 32))  # small: one thread, PyTorch's count unchanged
+        assert torch.get_num_threads() == 2 and numba.get_num_threads() == 1
     finally:
         torch.set_num_threads(previous)
