@@ -38,3 +38,21 @@ def smooth_spike() -> Surrogate:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(1234)
+
+
+def _backend_params():
+    from spikescale.kernels import BACKENDS, is_available
+
+    return [
+        pytest.param(name, marks=() if is_available(name) else pytest.mark.skip(reason=f"{name} not installed"))
+        for name in BACKENDS
+    ]
+
+
+@pytest.fixture(params=_backend_params())
+def backend(request):
+    """Run the test once per backend of ``spikescale.kernels.BACKENDS`` (skipping uninstalled ones)."""
+    from spikescale.kernels import use_backend
+
+    with use_backend(request.param):
+        yield request.param

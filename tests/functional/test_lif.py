@@ -50,7 +50,7 @@ def test_matches_reference_values_and_gradients(reset, detach, scale):
     args = _inputs()
     fast = _run(lif_sequence, options)(*args)
     ref = _run(lif_sequence_reference, options)(*args)
-    assert torch.equal(fast[0], ref[0]) and torch.equal(fast[1], ref[1])
+    assert torch.equal(fast[0], ref[0]) and torch.allclose(fast[1], ref[1], rtol=0, atol=1e-12)
     weights = [torch.randn_like(t) for t in fast]
     g_fast = torch.autograd.grad(sum((o * w).sum() for o, w in zip(fast, weights)), args, allow_unused=True)
     g_ref = torch.autograd.grad(sum((o * w).sum() for o, w in zip(ref, weights)), args, allow_unused=True)
@@ -84,7 +84,8 @@ def test_step_equals_sequence():
     for t in range(20):
         s, state = lif_step(current[t], state, beta)
         assert torch.equal(s, spikes[t])
-    assert torch.equal(state.u, final.u)
+    # Compiled backends may round differently from the step's PyTorch ops (e.g. fused multiply-add).
+    assert torch.allclose(state.u, final.u, rtol=0, atol=1e-6)
 
 
 def test_unknown_reset():

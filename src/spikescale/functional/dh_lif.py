@@ -36,8 +36,11 @@ from .lif import (
     _as_threshold,
     _drive,
     _initial_state_grads,
+    _reduce_to,
     check_reset,
+    kernel_for,
     lif_sequence,
+    pack_spikes,
     lif_step,
     soma_backward_step,
     soma_parameter_grads,
@@ -97,17 +100,26 @@ class _DendriticSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, alpha, i0):
-        total = current.new_empty(current.shape[:-1])
-        i = i0
-        for t in range(current.shape[0]):
-            i = linear_step(i, current[t], alpha)
-            torch.sum(i, -1, out=total[t])
+        kernel = kernel_for("dendritic_sum", current)
+        if kernel is not None:
+            total, i_last = kernel.dendrite_forward(current, alpha, i0)
+        else:
+            total = current.new_empty(current.shape[:-1])
+            i = i0
+            for t in range(current.shape[0]):
+                i = linear_step(i, current[t], alpha)
+                torch.sum(i, -1, out=total[t])
+            i_last = i.clone()
         ctx.save_for_backward(current, alpha, i0)
-        return total, i.clone()
+        ctx.kernel = kernel
+        return total, i_last
 
     @staticmethod
     def backward(ctx, grad_total, grad_i_last):
         current, alpha, i0 = ctx.saved_tensors
+        if ctx.kernel is not None:
+            grad_current, g_alpha, grad_i0 = ctx.kernel.dendrite_backward(grad_total, grad_i_last, current, alpha, i0)
+            return grad_current, g_alpha.sum(0).to(alpha.dtype), grad_i0
         # Recompute the branch currents into the buffer that then receives dL/dI, step by step backwards:
         # at step t, i_{t-1} (slot t-1) is still intact while slot t is overwritten with dL/dI_t.
         buffer = linear_scan((1.0 - alpha) * current, alpha, i0)
@@ -177,62 +189,96 @@ def dh_lif_recurrent_sequence_reference(feedforward, state, w_rec, alpha, beta, 
 class _DHLIFRecurrent(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feedforward, w_rec, alpha, beta, threshold, i0, u0, s0, surrogate, reset, detach_reset, scale_input):
-        steps = feedforward.shape[0]
-        currents = torch.empty_like(feedforward)  # full branch input I_t, kept for the backward pass
-        u_all = torch.empty_like(feedforward[..., 0])
-        spikes = torch.empty_like(u_all)
-        i, u, s = i0, u0, s0
-        for t in range(steps):
-            current = _recurrent_input(feedforward[t], s, w_rec)
-            currents[t] = current
-            i = linear_step(i, current, alpha)
-            u = soma_update(u, s, _drive(i.sum(-1), beta, scale_input), beta, threshold, reset, out=u_all[t])
-            s = surrogate.spike(u, threshold, out=spikes[t])
-        ctx.save_for_backward(currents, w_rec, alpha, beta, threshold, i0, u0, s0, u_all, spikes)
-        ctx.config = (surrogate, reset, detach_reset, scale_input)
-        return spikes, i.clone(), u.clone()
+        kernel = kernel_for("dh_lif_recurrent_sequence", feedforward, surrogate)
+        if kernel is not None:
+            spikes, u_all, kept, i_last = kernel.dh_recurrent_forward(
+                feedforward, w_rec, alpha, beta, threshold, i0, u0, s0, reset, scale_input
+            )
+            saved = feedforward  # the kernel recomputes the branch input in the backward pass
+        else:
+            steps = feedforward.shape[0]
+            saved = torch.empty_like(feedforward)  # full branch input I_t, kept for the backward pass
+            u_all = torch.empty_like(feedforward[..., 0])
+            spikes = torch.empty_like(u_all)
+            i, u, s = i0, u0, s0
+            for t in range(steps):
+                current = _recurrent_input(feedforward[t], s, w_rec)
+                saved[t] = current
+                i = linear_step(i, current, alpha)
+                u = soma_update(u, s, _drive(i.sum(-1), beta, scale_input), beta, threshold, reset, out=u_all[t])
+                s = surrogate.spike(u, threshold, out=spikes[t])
+            kept = pack_spikes(spikes, surrogate)
+            i_last = i.clone()
+        ctx.save_for_backward(saved, w_rec, alpha, beta, threshold, i0, u0, s0, u_all, kept)
+        ctx.config = (surrogate, reset, detach_reset, scale_input, kernel)
+        return spikes, i_last, u_all[-1].clone()
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_i_last, grad_u_last):
-        currents, w_rec, alpha, beta, threshold, i0, u0, s0, u_all, spikes = ctx.saved_tensors
-        surrogate, reset, detach_reset, scale_input = ctx.config
-        steps, batch, neurons, branches = currents.shape
-        sg = surrogate.grad(u_all - threshold)
-        gu_all = torch.empty_like(u_all)
-        gi_all = torch.empty_like(currents)
-        gu = torch.zeros_like(u_all[0])
-        gi = torch.zeros_like(currents[0])
-        one_minus_alpha = 1.0 - alpha
-        for t in range(steps - 1, -1, -1):
-            g_s = grad_spikes[t]
-            if t < steps - 1:
-                g_s = g_s + (one_minus_alpha * gi).reshape(batch, -1) @ w_rec
-            gu = soma_backward_step(g_s, sg[t], gu, u_all[t], spikes[t], beta, threshold, reset, detach_reset)
-            if t == steps - 1:
-                gu = gu + grad_u_last
-            gi = torch.addcmul(_drive(gu, beta, scale_input).unsqueeze(-1), alpha, gi)
-            if t == steps - 1:
-                gi = gi + grad_i_last
-            gu_all[t] = gu
-            gi_all[t] = gi
-        g_current = one_minus_alpha * gi_all  # dL/dI_t
-        s_prev = torch.cat([s0.unsqueeze(0), spikes[:-1]])
+        saved, w_rec, alpha, beta, threshold, i0, u0, s0, u_all, kept = ctx.saved_tensors
+        surrogate, reset, detach_reset, scale_input, kernel = ctx.config
+        spikes = kept.to(u_all.dtype)
+        batch = u_all.shape[1]
         grads = [None] * 12
+        if kernel is not None:
+            g_current, gu_first, gi_first, g_alpha, g_beta, g_theta = kernel.dh_recurrent_backward(
+                grad_spikes, grad_i_last, grad_u_last, saved, w_rec, alpha, beta, threshold, i0, u0, s0, u_all,
+                kept, surrogate, reset, detach_reset, scale_input,
+            )
+            grads[2] = g_alpha.sum(0).to(alpha.dtype)
+            grads[3] = _reduce_to(g_beta, beta) if ctx.needs_input_grad[3] else None
+            grads[4] = _reduce_to(g_theta, threshold) if ctx.needs_input_grad[4] else None
+        else:
+            g_current, gu_first, gi_first, grads[2], grads[3], grads[4] = _dh_recurrent_reverse_loop(
+                ctx.needs_input_grad, grad_spikes, grad_i_last, grad_u_last, saved, w_rec, alpha, beta, threshold,
+                i0, u0, s0, u_all, spikes, surrogate, reset, detach_reset, scale_input,
+            )
         grads[0] = g_current
         if ctx.needs_input_grad[1]:
+            s_prev = torch.cat([s0.unsqueeze(0), spikes[:-1]])
+            steps = u_all.shape[0]
             grads[1] = g_current.reshape(steps * batch, -1).t() @ s_prev.reshape(steps * batch, -1)
-        dendrites = linear_scan(one_minus_alpha * currents, alpha, i0)
-        if ctx.needs_input_grad[2]:
-            i_prev = torch.cat([i0.unsqueeze(0), dendrites[:-1]])
-            grads[2] = (gi_all * (i_prev - currents)).reshape(-1, alpha.numel()).sum(0).reshape(alpha.shape)
-        grads[3], grads[4] = soma_parameter_grads(
-            (ctx.needs_input_grad[3], ctx.needs_input_grad[4]),
-            gu_all, u_all, spikes, u0, s0, dendrites.sum(-1), beta, threshold, reset, scale_input, grad_u_last,
-        )
-        grads[5] = alpha * gi_all[0]
-        grads[6], grad_s0 = _initial_state_grads(gu_all[0], u0, s0, beta, threshold, reset, detach_reset)
+        grads[5] = gi_first
+        grads[6], grad_s0 = _initial_state_grads(gu_first, u0, s0, beta, threshold, reset, detach_reset)
         grads[7] = grad_s0 + g_current[0].reshape(batch, -1) @ w_rec
         return tuple(grads)
+
+
+def _dh_recurrent_reverse_loop(
+    needs, grad_spikes, grad_i_last, grad_u_last, currents, w_rec, alpha, beta, threshold, i0, u0, s0, u_all,
+    spikes, surrogate, reset, detach_reset, scale_input,
+):
+    """PyTorch reverse loop of the DH-SRNN: ``(dL/dI, g^u_0, dL/di_0, dL/dα, dL/dβ, dL/dθ)``."""
+    steps, batch, neurons, branches = currents.shape
+    sg = surrogate.grad(u_all - threshold)
+    gu_all = torch.empty_like(u_all)
+    gi_all = torch.empty_like(currents)
+    gu = torch.zeros_like(u_all[0])
+    gi = torch.zeros_like(currents[0])
+    one_minus_alpha = 1.0 - alpha
+    for t in range(steps - 1, -1, -1):
+        g_s = grad_spikes[t]
+        if t < steps - 1:
+            g_s = g_s + (one_minus_alpha * gi).reshape(batch, -1) @ w_rec
+        gu = soma_backward_step(g_s, sg[t], gu, u_all[t], spikes[t], beta, threshold, reset, detach_reset)
+        if t == steps - 1:
+            gu = gu + grad_u_last
+        gi = torch.addcmul(_drive(gu, beta, scale_input).unsqueeze(-1), alpha, gi)
+        if t == steps - 1:
+            gi = gi + grad_i_last
+        gu_all[t] = gu
+        gi_all[t] = gi
+    g_current = one_minus_alpha * gi_all  # dL/dI_t
+    dendrites = linear_scan(one_minus_alpha * currents, alpha, i0)
+    grad_alpha = None
+    if needs[2]:
+        i_prev = torch.cat([i0.unsqueeze(0), dendrites[:-1]])
+        grad_alpha = (gi_all * (i_prev - currents)).reshape(-1, alpha.numel()).sum(0).reshape(alpha.shape)
+    grad_beta, grad_theta = soma_parameter_grads(
+        (needs[3], needs[4]), gu_all, u_all, spikes, u0, s0, dendrites.sum(-1), beta, threshold, reset,
+        scale_input, grad_u_last,
+    )
+    return g_current, gu_all[0], alpha * gi_all[0], grad_alpha, grad_beta, grad_theta
 
 
 def dh_lif_recurrent_sequence(
@@ -266,4 +312,4 @@ def dh_lif_recurrent_sequence(
         feedforward, w_rec, alpha, beta, theta, state.i, state.u, state.s,
         get_surrogate(surrogate), reset, detach_reset, scale_input,
     )
-    return spikes, DHLIFState(i_last, u_last, spikes[-1])
+    return spikes, DHLIFState(i_last, u_last, spikes[-1].clone())

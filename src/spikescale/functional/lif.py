@@ -23,7 +23,11 @@ Backward (reverse-time loop, :math:`\sigma'_t = g(u_t - \vartheta)` the surrogat
 
 from which :math:`\partial L/\partial I_t = c\, g^u_t`, and the gradients for :math:`\beta` and
 :math:`\vartheta` are single vectorised reductions after the loop. Only the membrane trace ``u`` (float),
-the output spikes and the input are kept for the backward pass.
+the output spikes (as ``uint8`` for the Heaviside forward) and the input are kept for the backward pass.
+
+The forward and reverse loops run on the backend chosen in :mod:`spikescale.kernels` (compiled loops on
+CPU when available); the PyTorch loops below are the reference and the fallback. Surrogates that
+override ``spike`` always run on the PyTorch loops.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 from torch import Tensor
 
+from ..kernels import select
 from .surrogate import Surrogate, SurrogateLike, get_surrogate, heaviside
 
 __all__ = [
@@ -190,40 +195,116 @@ def soma_parameter_grads(
 
 
 def _reduce_to(x: Tensor, like: Tensor) -> Tensor:
-    """Sum ``x [..., N]`` down to the shape of ``like`` (``[N]`` or scalar)."""
+    """Sum ``x [..., N]`` down to the shape (and dtype) of ``like`` (``[N]`` or scalar)."""
     if like.dim() == 0:
-        return x.sum()
-    return x.reshape(-1, like.numel()).sum(0).reshape(like.shape)
+        return x.sum().to(like.dtype)
+    return x.reshape(-1, like.numel()).sum(0).reshape(like.shape).to(like.dtype)
+
+
+def kernel_for(op: str, tensor: Tensor, surrogate: Optional[Surrogate] = None):
+    """Backend module that runs ``op`` on ``tensor`` (``None``: the PyTorch loops of this package)."""
+    if tensor.dtype not in (torch.float32, torch.float64):
+        return None
+    if surrogate is not None and type(surrogate).spike is not Surrogate.spike:
+        return None
+    return select(op, tensor.device)
+
+
+def pack_spikes(spikes: Tensor, surrogate: Surrogate) -> Tensor:
+    """Spikes as kept for a backward pass: ``uint8`` for the 0/1 Heaviside forward, else as they are."""
+    return spikes.to(torch.uint8) if type(surrogate).spike is Surrogate.spike else spikes
+
+
+class SomaGrads(NamedTuple):
+    """Gradients produced by :func:`soma_backward` (``None`` where not asked for)."""
+
+    current: Tensor  # dL/dI_t, [T, B, N]
+    u0: Tensor
+    s0: Tensor
+    beta: Optional[Tensor]
+    threshold: Optional[Tensor]
+    direct: Optional[Tensor]  # c·(ĝ^s_t σ'_t) plus c·dL/du_T at the last step: zero where σ' = 0
+
+
+def soma_forward(current, beta, threshold, u0, s0, surrogate, reset, scale_input):
+    """Forward loop of the soma: ``(spikes, u trace, spikes as kept for the backward, backend or None)``."""
+    kernel = kernel_for("lif_sequence", current, surrogate)
+    if kernel is not None:
+        spikes, u_all, kept, _ = kernel.lif_forward(current, beta, threshold, u0, s0, reset, scale_input)
+        return spikes, u_all, kept, kernel
+    drive = _drive(current, beta, scale_input)
+    u_all = torch.empty_like(current)
+    spikes = torch.empty_like(current)
+    u, s = u0, s0
+    for t in range(current.shape[0]):
+        u = soma_update(u, s, drive[t], beta, threshold, reset, out=u_all[t])
+        s = surrogate.spike(u, threshold, out=spikes[t])
+    return spikes, u_all, pack_spikes(spikes, surrogate), None
+
+
+def soma_backward(
+    grad_spikes, grad_u_last, current, beta, threshold, u0, s0, u_all, kept, surrogate, reset, detach_reset,
+    scale_input, kernel, needs: tuple[bool, bool], want_direct: bool = False,
+) -> SomaGrads:
+    r"""Reverse loop of the soma (on ``kernel`` or the PyTorch loop); ``needs`` = (β, θ) gradients.
+
+    ``current`` may be ``None`` when dL/dβ is not needed or the input is not scaled (see :func:`kept_current`).
+
+    ``want_direct`` also returns the per-step injections :math:`c\,\hat g^s_t \sigma'_t` (the sparse
+    part of :math:`\partial L/\partial I`, see :mod:`spikescale.functional.sparse_backward`).
+    """
+    direct = None
+    if kernel is not None:
+        grad_current, gu_first, g_beta, g_theta, direct = kernel.lif_backward(
+            grad_spikes, grad_u_last, u_all, kept, u_all if current is None else current, u0, s0, beta, threshold,
+            surrogate, reset, detach_reset, scale_input, want_direct, needs,
+        )
+        grad_beta = _reduce_to(g_beta, beta) if needs[0] else None
+        grad_theta = _reduce_to(g_theta, threshold) if needs[1] else None
+    else:
+        spikes = kept.to(u_all.dtype)
+        sg = surrogate.grad(u_all - threshold)
+        gu_all = _soma_reverse_loop(grad_spikes, grad_u_last, sg, u_all, spikes, beta, threshold, reset, detach_reset)
+        grad_current = _drive(gu_all, beta, scale_input)
+        grad_beta, grad_theta = soma_parameter_grads(
+            needs, gu_all, u_all, spikes, u0, s0, current, beta, threshold, reset, scale_input, grad_u_last,
+        )
+        gu_first = gu_all[0]
+        if want_direct:
+            gu_next = torch.cat([gu_all[1:], torch.zeros_like(gu_all[:1])])
+            grad_s = grad_spikes
+            if not detach_reset and reset == "soft":
+                grad_s = grad_s - threshold * gu_next
+            elif not detach_reset and reset == "hard":
+                grad_s = grad_s - beta * u_all * gu_next
+            injected = grad_s * sg
+            injected[-1] += grad_u_last
+            direct = _drive(injected, beta, scale_input)
+    grad_u0, grad_s0 = _initial_state_grads(gu_first, u0, s0, beta, threshold, reset, detach_reset)
+    return SomaGrads(grad_current, grad_u0, grad_s0, grad_beta, grad_theta, direct)
+
+
+def kept_current(current: Tensor, need_beta: bool, scale_input: bool) -> Optional[Tensor]:
+    """The input current if the backward pass needs it (only for dL/dβ with a scaled input), else ``None``."""
+    return current if scale_input and need_beta else None
 
 
 class _LIFSequence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current, beta, threshold, u0, s0, surrogate, reset, detach_reset, scale_input):
-        steps = current.shape[0]
-        drive = _drive(current, beta, scale_input)
-        u_all = torch.empty_like(current)
-        spikes = torch.empty_like(current)
-        u, s = u0, s0
-        for t in range(steps):
-            u = soma_update(u, s, drive[t], beta, threshold, reset, out=u_all[t])
-            s = surrogate.spike(u, threshold, out=spikes[t])
-        ctx.save_for_backward(current, beta, threshold, u0, s0, u_all, spikes)
-        ctx.config = (surrogate, reset, detach_reset, scale_input)
+        spikes, u_all, kept, kernel = soma_forward(current, beta, threshold, u0, s0, surrogate, reset, scale_input)
+        ctx.save_for_backward(kept_current(current, ctx.needs_input_grad[1], scale_input), beta, threshold, u0, s0, u_all, kept)
+        ctx.config = (surrogate, reset, detach_reset, scale_input, kernel)
         return spikes, u_all[-1].clone()
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_u_last):
-        current, beta, threshold, u0, s0, u_all, spikes = ctx.saved_tensors
-        surrogate, reset, detach_reset, scale_input = ctx.config
-        sg = surrogate.grad(u_all - threshold)
-        gu_all = _soma_reverse_loop(grad_spikes, grad_u_last, sg, u_all, spikes, beta, threshold, reset, detach_reset)
-        grad_current = _drive(gu_all, beta, scale_input) if ctx.needs_input_grad[0] else None
-        grad_beta, grad_theta = soma_parameter_grads(
-            (ctx.needs_input_grad[1], ctx.needs_input_grad[2]),
-            gu_all, u_all, spikes, u0, s0, current, beta, threshold, reset, scale_input, grad_u_last,
+        grads = soma_backward(
+            grad_spikes, grad_u_last, *ctx.saved_tensors, *ctx.config,
+            needs=(ctx.needs_input_grad[1], ctx.needs_input_grad[2]),
         )
-        grad_u0, grad_s0 = _initial_state_grads(gu_all[0], u0, s0, beta, threshold, reset, detach_reset)
-        return grad_current, grad_beta, grad_theta, grad_u0, grad_s0, None, None, None, None
+        grad_current = grads.current if ctx.needs_input_grad[0] else None
+        return grad_current, grads.beta, grads.threshold, grads.u0, grads.s0, None, None, None, None
 
 
 def _soma_reverse_loop(grad_spikes, grad_u_last, sg, u_all, spikes, beta, threshold, reset, detach_reset):
@@ -282,7 +363,11 @@ def lif_sequence(
     check_reset(reset)
     surrogate = get_surrogate(surrogate)
     theta = _as_threshold(threshold, current)
-    spikes, u_last = _LIFSequence.apply(
-        current, beta, theta, state.u, state.s, surrogate, reset, detach_reset, scale_input
-    )
-    return spikes, LIFState(u_last, spikes[-1])
+    inputs = (current, beta, theta, state.u, state.s)
+    kernel = kernel_for("lif_sequence", current, surrogate)
+    if kernel is not None and not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+        # No gradient will be asked for: the kernel writes only the spikes and the final state.
+        spikes, _, _, u_last = kernel.lif_forward(current, beta, theta, state.u, state.s, reset, scale_input, keep=False)
+    else:
+        spikes, u_last = _LIFSequence.apply(*inputs, surrogate, reset, detach_reset, scale_input)
+    return spikes, LIFState(u_last, spikes[-1].clone())  # a copy: the state does not keep all spikes alive

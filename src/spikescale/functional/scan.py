@@ -7,8 +7,9 @@ The recurrence is linear and never resets, so it needs no per-step Python loop: 
 can evaluate it in chunks of ``L`` steps with one batched matrix product (a lower-triangular Toeplitz
 matrix :math:`P_{jk} = a^{j-k}` per channel) and carry the chunk ends forward in ``T/L`` tiny updates;
 on CPU, where the scan is memory-bound, a loop of one fused multiply-add per step is faster and is
-the default there (the compiled backends in :mod:`spikescale.kernels` fuse it further). :func:`linear_recurrence` wraps it in an autograd Function whose
-backward is the same scan run backwards in time:
+the default there. :func:`linear_recurrence` wraps it in an autograd Function whose backward is the same
+scan run backwards in time (both loops run on the backend chosen in :mod:`spikescale.kernels`, compiled
+on CPU when available, with :func:`linear_scan` as the reference):
 
 .. math:: g_t = \bar g_t + a\, g_{t+1}, \quad
           \frac{\partial L}{\partial x_t} = c(a)\, g_t, \quad
@@ -29,6 +30,8 @@ from typing import Optional
 
 import torch
 from torch import Tensor
+
+from ..kernels import select
 
 __all__ = [
     "linear_scan",
@@ -136,27 +139,49 @@ def linear_recurrence_reference(
 class _LinearRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, a: Tensor, y0: Tensor, scale_input: bool) -> Tensor:
-        drive = (1.0 - a) * x if scale_input else x
+        kernel = _kernel_for(x)
+        if kernel is not None:
+            channels = a.numel()
+            y = kernel.scan_forward(x.reshape(x.shape[0], -1, channels), a.reshape(-1), y0.reshape(-1, channels), scale_input)
+            y = y.reshape(x.shape)
+        else:
+            drive = (1.0 - a) * x if scale_input else x
+            y = linear_scan(drive, a, y0)
         ctx.save_for_backward(x, a, y0)
-        ctx.scale_input = scale_input
-        return linear_scan(drive, a, y0)
+        ctx.config = (scale_input, kernel)
+        return y
 
     @staticmethod
     def backward(ctx, grad_y: Tensor):
         x, a, y0 = ctx.saved_tensors
+        scale_input, kernel = ctx.config
+        if kernel is not None:
+            channels = a.numel()
+            grad_x, g_a, grad_y0 = kernel.scan_backward(
+                grad_y.reshape(x.shape[0], -1, channels), x.reshape(x.shape[0], -1, channels), a.reshape(-1),
+                y0.reshape(-1, channels), scale_input,
+            )
+            grad_a = g_a.sum(0).reshape(a.shape).to(a.dtype)
+            return grad_x.reshape(x.shape), grad_a, grad_y0.reshape(y0.shape), None
         g = linear_scan(grad_y, a, reverse=True)  # dL/dy_t including all later steps
         grad_x = grad_a = grad_y0 = None
         if ctx.needs_input_grad[0]:
-            grad_x = (1.0 - a) * g if ctx.scale_input else g
+            grad_x = (1.0 - a) * g if scale_input else g
         if ctx.needs_input_grad[1]:
-            drive = (1.0 - a) * x if ctx.scale_input else x
+            drive = (1.0 - a) * x if scale_input else x
             y = linear_scan(drive, a, y0)
             y_prev = torch.cat([y0.unsqueeze(0), y[:-1]])
-            term = y_prev - x if ctx.scale_input else y_prev
+            term = y_prev - x if scale_input else y_prev
             grad_a = (g * term).reshape(-1, a.numel()).sum(0).reshape(a.shape)
         if ctx.needs_input_grad[2]:
             grad_y0 = a * g[0]
         return grad_x, grad_a, grad_y0, None
+
+
+def _kernel_for(x: Tensor):
+    if x.dtype not in (torch.float32, torch.float64):
+        return None
+    return select("linear_recurrence", x.device)
 
 
 def linear_recurrence(

@@ -18,7 +18,9 @@ name                      :math:`g(x)`
 ``"rect"``                :math:`\frac{1}{w}\,[|x| < w/2]` (rectangular, bounded support)
 ========================  ==================================================================================
 
-:math:`G(x; \mu, \sigma)` is the normalised Gaussian density. Surrogates are small frozen
+:math:`G(x; \mu, \sigma)` is the normalised Gaussian density. ``MultiGaussian(truncate=c)`` sets
+:math:`g(x) = 0` for :math:`|x| \ge c` (bounded support, as the sparse backward pass needs); ``support``
+gives that half-width (``inf`` when unbounded). Surrogates are small frozen
 dataclasses: pick one by name with :func:`get_surrogate` (``"mg"``, ``{"name": "atan", "alpha": 5}``)
 or pass an instance.
 """
@@ -46,15 +48,26 @@ __all__ = [
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
-def _gaussian(x: Tensor, mu: float, sigma: float) -> Tensor:
-    return torch.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * _SQRT_2PI)
+def torch_box(x: Tensor, half_width: float) -> Tensor:
+    """Indicator ``|x| < half_width`` in the dtype of ``x`` (the ``box`` of the torch formulas)."""
+    return (x.abs() < half_width).to(x.dtype)
 
 
 @dataclass(frozen=True)
 class Surrogate:
-    """Base class: ``grad(x)`` is the pseudo-derivative of the spike with respect to ``x = u - θ``."""
+    """Base class: ``grad(x)`` is the pseudo-derivative of the spike with respect to ``x = u - θ``.
+
+    Each built-in surrogate states its pseudo-derivative once, as the static method
+    ``formula(x, exp, box, *params)`` written with arithmetic, ``exp`` and ``box(x, w) = [|x| < w]`` only
+    (parameters in field order). :meth:`grad` evaluates it on tensors with ``torch.exp``; the compiled
+    backends (:mod:`spikescale.kernels`) compile the same function for scalars, so a kernel never restates
+    a surrogate. A subclass that overrides :meth:`grad` (or :meth:`spike`) instead runs on the plain
+    PyTorch loops.
+    """
 
     name: ClassVar[str] = ""
+
+    formula: ClassVar[Any] = None
 
     def spike(self, u: Tensor, threshold, out: Tensor | None = None) -> Tensor:
         """Forward spike ``H(u - θ)`` in the dtype of ``u`` (written into ``out`` when given)."""
@@ -62,30 +75,65 @@ class Surrogate:
             return (u > threshold).to(u.dtype)
         return torch.gt(u, threshold, out=out)
 
-    def grad(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def grad(self, x: Tensor) -> Tensor:
+        return type(self).formula(x, torch.exp, torch_box, *self.formula_params())
+
+    def formula_params(self) -> tuple[float, ...]:
+        """The parameters passed to ``formula`` after ``(x, exp, box)``: the fields in order."""
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    @property
+    def support(self) -> float:
+        """Half-width of the support: ``grad(x) == 0`` wherever ``|x| >= support`` (``inf`` if unbounded)."""
+        return math.inf
 
     def spec(self) -> dict[str, Any]:
         """A plain ``dict`` that :func:`get_surrogate` turns back into this surrogate."""
         return {"name": self.name, **asdict(self)}
 
 
+def _mg_formula(x, exp, box, gamma, h, sigma, s, truncate):
+    norm = 1.0 / (sigma * _SQRT_2PI)
+    g = (1.0 + h) * norm * exp(-0.5 * (x / sigma) ** 2)
+    if h != 0.0:
+        wide = s * sigma
+        side = exp(-0.5 * ((x - sigma) / wide) ** 2) + exp(-0.5 * ((x + sigma) / wide) ** 2)
+        g = g - (h * norm / s) * side
+    if truncate > 0.0:
+        g = g * box(x, truncate)
+    return gamma * g
+
+
 @dataclass(frozen=True)
 class MultiGaussian(Surrogate):
-    """Multi-Gaussian surrogate; peak 0.439 at threshold, integral ``γ(1-h)`` = 0.425 with the defaults."""
+    """Multi-Gaussian surrogate; peak 0.439 at threshold, integral ``γ(1-h)`` = 0.425 with the defaults.
+
+    ``truncate > 0`` sets the pseudo-derivative to zero where ``|x| >= truncate`` (bounded support, for
+    the sparse backward pass); ``0`` (default) keeps the untruncated function.
+    """
 
     name: ClassVar[str] = "mg"
     gamma: float = 0.5
     h: float = 0.15
     sigma: float = 0.5
     s: float = 6.0
+    truncate: float = 0.0
 
-    def grad(self, x: Tensor) -> Tensor:
-        g = (1.0 + self.h) * _gaussian(x, 0.0, self.sigma)
-        if self.h != 0.0:
-            wide = self.s * self.sigma
-            g = g - self.h * (_gaussian(x, self.sigma, wide) + _gaussian(x, -self.sigma, wide))
-        return self.gamma * g
+    formula: ClassVar[Any] = staticmethod(_mg_formula)
+
+    @property
+    def support(self) -> float:
+        return self.truncate if self.truncate > 0.0 else math.inf
+
+    def spec(self) -> dict[str, Any]:
+        spec = super().spec()
+        if self.truncate == 0.0:
+            del spec["truncate"]
+        return spec
+
+
+def _atan_formula(x, exp, box, alpha):
+    return (0.5 * alpha) / (1.0 + (0.5 * math.pi * alpha * x) ** 2)
 
 
 @dataclass(frozen=True)
@@ -95,8 +143,11 @@ class ATan(Surrogate):
     name: ClassVar[str] = "atan"
     alpha: float = 2.0
 
-    def grad(self, x: Tensor) -> Tensor:
-        return (0.5 * self.alpha) / (1.0 + (0.5 * math.pi * self.alpha * x) ** 2)
+    formula: ClassVar[Any] = staticmethod(_atan_formula)
+
+
+def _fast_sigmoid_formula(x, exp, box, slope):
+    return 1.0 / (1.0 + slope * abs(x)) ** 2
 
 
 @dataclass(frozen=True)
@@ -106,8 +157,11 @@ class FastSigmoid(Surrogate):
     name: ClassVar[str] = "fast_sigmoid"
     slope: float = 25.0
 
-    def grad(self, x: Tensor) -> Tensor:
-        return 1.0 / (1.0 + self.slope * x.abs()) ** 2
+    formula: ClassVar[Any] = staticmethod(_fast_sigmoid_formula)
+
+
+def _rect_formula(x, exp, box, width):
+    return box(x, 0.5 * width) * (1.0 / width)
 
 
 @dataclass(frozen=True)
@@ -117,8 +171,11 @@ class Rectangular(Surrogate):
     name: ClassVar[str] = "rect"
     width: float = 1.0
 
-    def grad(self, x: Tensor) -> Tensor:
-        return (x.abs() < 0.5 * self.width).to(x.dtype) / self.width
+    formula: ClassVar[Any] = staticmethod(_rect_formula)
+
+    @property
+    def support(self) -> float:
+        return 0.5 * self.width
 
 
 SURROGATES: dict[str, type[Surrogate]] = {
