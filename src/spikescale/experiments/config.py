@@ -109,6 +109,7 @@ SCHEMA: dict[str, Any] = {
         "faithful": Key(bool, False),
         "select_on": Key((str, type(None)), None, lambda v: None if v in (None, "valid", "test", "last") else "must be valid, test, last or null"),
         "nan_policy": Key(str, "stop", _one_of("stop", "skip")),
+        "amp": Key(str, "none", _one_of("none", "bf16", "fp16")),
         "init_from": Key((str, type(None)), None),
         "trainable": Key(str, "all", _one_of("all", "timing")),
         "deterministic": Key(bool, False),

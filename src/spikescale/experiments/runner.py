@@ -68,7 +68,7 @@ def _train_config(recipe: dict, device: Optional[str]) -> TrainConfig:
     train = recipe["train"]
     select_on = train["select_on"] or ("test" if train["faithful"] else "valid")
     keys = ("epochs", "optimizer", "lr", "weight_decay", "eps", "schedule", "step_size", "gamma", "groups", "clip_grad_norm",
-            "nan_policy", "progress")
+            "nan_policy", "amp", "progress")
     return TrainConfig(**{k: train[k] for k in keys}, select_on=select_on, device=device or train["device"])
 
 

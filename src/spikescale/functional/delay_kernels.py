@@ -28,6 +28,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from .precision import full_precision
 
 __all__ = ["available", "sparse_tap_conv"]
 
@@ -137,6 +138,7 @@ def _padded_source(x: Tensor, before: int, total: int) -> Tensor:
 
 class _SparseTapConv(torch.autograd.Function):
     @staticmethod
+    @full_precision
     def forward(ctx, x_ext, values, start, lead, out_steps, span):
         gather_accumulate, _ = _kernels()
         batch = x_ext.shape[1]

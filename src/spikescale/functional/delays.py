@@ -57,6 +57,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from . import delay_kernels
+from .precision import full_precision
 
 __all__ = [
     "INTERPOLATIONS",
@@ -191,6 +192,7 @@ class _GaussTaps(torch.autograd.Function):
     """
 
     @staticmethod
+    @full_precision
     def forward(ctx, positions, width, max_delay):
         taps = _distances(positions, max_delay).square_().mul_(-0.5 / (width * width)).exp_()
         taps.div_(taps.sum(-1, keepdim=True).add_(NORM_EPS))
@@ -448,6 +450,7 @@ class _FourierConv(torch.autograd.Function):
     """
 
     @staticmethod
+    @full_precision
     def forward(ctx, x_ext, kernel, lead, out_steps, n):
         steps, batch, inputs = x_ext.shape
         outputs, _, max_delay = kernel.shape

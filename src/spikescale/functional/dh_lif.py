@@ -48,6 +48,7 @@ from .lif import (
 )
 from .scan import linear_scan, linear_step
 from .surrogate import SurrogateLike, get_surrogate
+from .precision import full_precision
 
 __all__ = [
     "DHLIFState",
@@ -99,6 +100,7 @@ class _DendriticSum(torch.autograd.Function):
     """``J_t = Σ_d i_t[·, d]`` with ``i_t = α i_{t-1} + (1-α) I_t``; keeps only ``I`` for the backward."""
 
     @staticmethod
+    @full_precision
     def forward(ctx, current, alpha, i0):
         kernel = kernel_for("dendritic_sum", current)
         if kernel is not None:
@@ -115,6 +117,7 @@ class _DendriticSum(torch.autograd.Function):
         return total, i_last
 
     @staticmethod
+    @full_precision
     def backward(ctx, grad_total, grad_i_last):
         current, alpha, i0 = ctx.saved_tensors
         if ctx.kernel is not None:
@@ -188,6 +191,7 @@ def dh_lif_recurrent_sequence_reference(feedforward, state, w_rec, alpha, beta, 
 
 class _DHLIFRecurrent(torch.autograd.Function):
     @staticmethod
+    @full_precision
     def forward(ctx, feedforward, w_rec, alpha, beta, threshold, i0, u0, s0, surrogate, reset, detach_reset, scale_input):
         kernel = kernel_for("dh_lif_recurrent_sequence", feedforward, surrogate)
         if kernel is not None:
@@ -214,6 +218,7 @@ class _DHLIFRecurrent(torch.autograd.Function):
         return spikes, i_last, u_all[-1].clone()
 
     @staticmethod
+    @full_precision
     def backward(ctx, grad_spikes, grad_i_last, grad_u_last):
         saved, w_rec, alpha, beta, threshold, i0, u0, s0, u_all, kept = ctx.saved_tensors
         surrogate, reset, detach_reset, scale_input, kernel = ctx.config

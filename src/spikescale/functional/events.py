@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ..kernels import select
+from .precision import full_precision
 
 __all__ = [
     "SparseWeight",
@@ -98,6 +99,7 @@ def find_events(x: Tensor, max_density: float = 1.0):
 
 class _EventLinear(torch.autograd.Function):
     @staticmethod
+    @full_precision
     def forward(ctx, x, weight, bias, events):
         kernel = select("event_projection", x.device)
         out = kernel.event_linear_forward(events, weight, bias)
@@ -106,6 +108,7 @@ class _EventLinear(torch.autograd.Function):
         return out.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
+    @full_precision
     def backward(ctx, grad_out):
         (weight,) = ctx.saved_tensors
         grad = grad_out.reshape(-1, weight.shape[0])
@@ -122,6 +125,7 @@ def event_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor], events) -> T
 
 class _EventDendriticSum(torch.autograd.Function):
     @staticmethod
+    @full_precision
     def forward(ctx, x, w_values, bias, alpha, i0, events, structure):
         kernel = select("event_projection", x.device)
         total, i_last, checkpoints = kernel.event_dendrite_forward(
@@ -132,6 +136,7 @@ class _EventDendriticSum(torch.autograd.Function):
         return total, i_last
 
     @staticmethod
+    @full_precision
     def backward(ctx, grad_total, grad_i_last):
         w_values, bias, alpha, checkpoints = ctx.saved_tensors
         structure = ctx.structure

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from ..kernels import select
 from .surrogate import Surrogate, SurrogateLike, get_surrogate, heaviside
+from .precision import full_precision
 
 __all__ = [
     "RESETS",
@@ -291,6 +292,7 @@ def kept_current(current: Tensor, need_beta: bool, scale_input: bool) -> Optiona
 
 class _LIFSequence(torch.autograd.Function):
     @staticmethod
+    @full_precision
     def forward(ctx, current, beta, threshold, u0, s0, surrogate, reset, detach_reset, scale_input):
         spikes, u_all, kept, kernel = soma_forward(current, beta, threshold, u0, s0, surrogate, reset, scale_input)
         ctx.save_for_backward(kept_current(current, ctx.needs_input_grad[1], scale_input), beta, threshold, u0, s0, u_all, kept)
@@ -298,6 +300,7 @@ class _LIFSequence(torch.autograd.Function):
         return spikes, u_all[-1].clone()
 
     @staticmethod
+    @full_precision
     def backward(ctx, grad_spikes, grad_u_last):
         grads = soma_backward(
             grad_spikes, grad_u_last, *ctx.saved_tensors, *ctx.config,

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ..kernels import select
+from .precision import full_precision
 
 __all__ = [
     "linear_scan",
@@ -138,6 +139,7 @@ def linear_recurrence_reference(
 
 class _LinearRecurrence(torch.autograd.Function):
     @staticmethod
+    @full_precision
     def forward(ctx, x: Tensor, a: Tensor, y0: Tensor, scale_input: bool) -> Tensor:
         kernel = _kernel_for(x)
         if kernel is not None:
@@ -152,6 +154,7 @@ class _LinearRecurrence(torch.autograd.Function):
         return y
 
     @staticmethod
+    @full_precision
     def backward(ctx, grad_y: Tensor):
         x, a, y0 = ctx.saved_tensors
         scale_input, kernel = ctx.config

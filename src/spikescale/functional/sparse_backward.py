@@ -43,6 +43,7 @@ from ..kernels import select
 from .lif import LIFState, ThresholdLike, _as_threshold, check_reset, kept_current, soma_backward, soma_forward
 from .scan import linear_scan
 from .surrogate import SurrogateLike, get_surrogate
+from .precision import full_precision
 
 __all__ = ["linear_lif_sparse_grad", "check_sparse_backward"]
 
@@ -65,6 +66,7 @@ def check_sparse_backward(surrogate, reset: str, beta: Optional[Tensor] = None) 
 
 class _LinearLIFSparseGrad(torch.autograd.Function):
     @staticmethod
+    @full_precision
     def forward(ctx, x, weight, bias, beta, threshold, u0, s0, events, surrogate, reset, detach_reset, scale_input):
         events_kernel = select("event_projection", x.device) if events is not None else None
         if events_kernel is not None:
@@ -79,6 +81,7 @@ class _LinearLIFSparseGrad(torch.autograd.Function):
         return spikes, u_all[-1].clone()
 
     @staticmethod
+    @full_precision
     def backward(ctx, grad_spikes, grad_u_last):
         x, weight, current, beta, threshold, u0, s0, u_all, kept = ctx.saved_tensors
         grads = soma_backward(

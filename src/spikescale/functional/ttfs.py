@@ -52,6 +52,7 @@ from typing import NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
+from .precision import full_precision
 
 try:  # optional compiled back-end
     from . import _ttfs_numba
@@ -324,6 +325,7 @@ class _CausalSums(torch.autograd.Function):
     """``(A, B) = (Σ_{j∈C} v_ij, Σ_{j∈C} v_ij t_j)`` with the hand-written backward of the module doc."""
 
     @staticmethod
+    @full_precision
     def forward(ctx, t_in, values, rank, last, backend, found):
         window = found.window if found is not None and found.window is not None else _window_matrix(t_in, rank < t_in.shape[1])
         if backend == "numba":  # time order and transposed values, shared with the backward pass
@@ -342,6 +344,7 @@ class _CausalSums(torch.autograd.Function):
         return a, b
 
     @staticmethod
+    @full_precision
     def backward(ctx, grad_a, grad_b):
         window, values, rank, last = ctx.saved_tensors
         if ctx.backend == "numba":
@@ -429,6 +432,7 @@ def causal_sums(
 
 class _SpikeTime(torch.autograd.Function):
     @staticmethod
+    @full_precision
     def forward(ctx, threshold, slope, offset, fired, slope_floor, max_dw, t_first, counter):
         safe = torch.where(fired, slope, 1.0)
         times = torch.where(fired, (threshold + offset) / safe, math.inf)
@@ -438,6 +442,7 @@ class _SpikeTime(torch.autograd.Function):
         return times
 
     @staticmethod
+    @full_precision
     def backward(ctx, grad):
         safe, times, fired, t_first = ctx.saved_tensors
         g = torch.where(fired, grad, 0.0)

@@ -18,6 +18,7 @@ Modules may define hooks that the trainer calls on every sub-module that has the
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -40,13 +41,14 @@ from .guard import InterruptGuard, first_non_finite_gradient, first_non_finite_o
 from .objective import Objective
 from .schedules import SCHEDULES, schedule_factor
 
-__all__ = ["TrainConfig", "Trainer", "BatchSource", "TrainingError", "OPTIMIZERS", "SELECTIONS", "NAN_POLICIES", "check_compatible"]
+__all__ = ["TrainConfig", "Trainer", "BatchSource", "TrainingError", "OPTIMIZERS", "SELECTIONS", "NAN_POLICIES", "AMP_MODES", "check_compatible"]
 
 log = logging.getLogger("spikescale")
 
 OPTIMIZERS = ("adam", "adamw")
 SELECTIONS = ("valid", "test", "last")
 NAN_POLICIES = ("stop", "skip")
+AMP_MODES = ("none", "bf16", "fp16")
 
 
 class TrainingError(RuntimeError):
@@ -75,6 +77,8 @@ class TrainConfig:
     ``lr_scale``, ``schedule``, ``weight_decay``.
     ``select_on``: the checkpoint kept as "best" — ``"valid"`` (default), ``"test"`` (official DH-SNN
     practice, with ``faithful``) or ``"last"``.
+    ``amp``: mixed precision for the synaptic products — ``"bf16"`` (CPU or CUDA) or ``"fp16"`` (CUDA, with
+    loss scaling); neuron dynamics stay in float32 (:mod:`spikescale.functional.precision`).
     ``nan_policy``: on a non-finite loss or gradient, ``"stop"`` with an error naming the epoch, batch and
     the first module/parameter holding the NaN/Inf (the last good checkpoint stays), or ``"skip"`` the batch.
     """
@@ -91,6 +95,7 @@ class TrainConfig:
     clip_grad_norm: Optional[float] = None
     select_on: str = "valid"
     nan_policy: str = "stop"
+    amp: str = "none"
     progress: bool = True
     device: str = "cpu"
 
@@ -104,6 +109,10 @@ class TrainConfig:
             problems.append(f"lr must be > 0 (got {self.lr})")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule must be one of {SCHEDULES} (got {self.schedule!r})")
+        if self.amp not in AMP_MODES:
+            problems.append(f"amp must be one of {AMP_MODES} (got {self.amp!r})")
+        elif self.amp == "fp16" and not self.device.startswith("cuda"):
+            problems.append("amp fp16 needs a CUDA device; use bf16 on CPU")
         if self.nan_policy not in NAN_POLICIES:
             problems.append(f"nan_policy must be one of {NAN_POLICIES} (got {self.nan_policy!r})")
         if self.select_on not in SELECTIONS:
@@ -203,6 +212,7 @@ class Trainer:
             self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.objective = objective
         self.callbacks = list(callbacks)
+        self.scaler = torch.amp.GradScaler(self.device.type) if config.amp == "fp16" else None
         self.resume_dir = Path(run_dir) if run_dir is not None else None  # every process reads checkpoints
         self.run_dir = self.resume_dir if distributed.is_main else None  # only rank 0 writes
         self.optimizer, self.scheduler = self._build_optimizer()
@@ -264,15 +274,25 @@ class Trainer:
         where = f"epoch {epoch + 1}, batch {index + 1}"
         self.optimizer.zero_grad(set_to_none=True)
         try:
-            result = self.objective(self.train_model, batch)
+            with self._autocast():
+                result = self.objective(self.train_model, batch)
         except ValueError as err:
             raise TrainingError(f"{where}: {err}") from err
         if not torch.isfinite(result.loss.detach()):
             culprit = first_non_finite_parameter(self.model) or first_non_finite_output(self.model, lambda: self.objective(self.model, batch))
             return self._non_finite(f"non-finite loss ({float(result.loss.detach())}) at {where}" + (f"; first NaN/Inf in {culprit}" if culprit else ""))
-        result.loss.backward()
+        if self.scaler is not None:
+            self.scaler.scale(result.loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            result.loss.backward()
         max_norm = self.config.clip_grad_norm if self.config.clip_grad_norm is not None else math.inf
         norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if self.scaler is not None:  # fp16 overflow: the scaler skips this step and lowers the scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            _call_hooks(self.model, "after_optimizer_step")
+            return result
         if not torch.isfinite(norm):
             culprit = first_non_finite_parameter(self.model) or f"the gradient of {first_non_finite_gradient(self.model)}"
             return self._non_finite(f"non-finite gradient at {where}; first NaN/Inf in {culprit}")
@@ -296,7 +316,8 @@ class Trainer:
             for batch in self._batches(source, epoch):
                 batch = self.dist.shard(batch.to(self.device))
                 monitor.set_lengths(batch.lengths)
-                acc.add(self.objective(self.model, batch), batch.size)
+                with self._autocast():
+                    acc.add(self.objective(self.model, batch), batch.size)
         acc.reduce(self.dist)
         monitor.reduce(self.dist.sum)
         stats = monitor.summary()
@@ -308,6 +329,12 @@ class Trainer:
         metrics[f"{prefix}_spikes_per_neuron"] = spikes
         metrics[f"{prefix}_synops_per_sample"] = synops
         return metrics
+
+    def _autocast(self):
+        if self.config.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def _progress(self, iterable, description: str):
         if not self.config.progress:
