@@ -7,7 +7,9 @@ is never kept on the module. Both modes give identical results.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+import contextlib
+import contextvars
+from typing import Any, Iterator, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +32,21 @@ def _check_finite(x: Tensor, who: str) -> None:
             raise ValueError(f"{who}: input contains {kind} (first at index {where}); inputs must be finite")
 
 
+# Set while a Network runs its layers: the network has checked its input for NaN/Inf once, and the layers'
+# own inputs are the previous layers' spikes, so they skip the (memory-bound) finiteness pass.
+_INPUT_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("spikescale_input_checked", default=False)
+
+
+@contextlib.contextmanager
+def checked_input() -> Iterator[None]:
+    """Within this block, :func:`check_sequence` checks shapes only (the caller checked finiteness)."""
+    token = _INPUT_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _INPUT_CHECKED.reset(token)
+
+
 def check_sequence(x: Tensor, features: int, who: str) -> None:
     """Raise ``ValueError`` unless ``x`` is a finite time-major ``[T, B, features]`` tensor."""
     if not isinstance(x, Tensor):
@@ -40,7 +57,8 @@ def check_sequence(x: Tensor, features: int, who: str) -> None:
         )
     if x.shape[0] == 0:
         raise ValueError(f"{who}: the input has no time steps (shape {tuple(x.shape)})")
-    _check_finite(x, who)
+    if not _INPUT_CHECKED.get():
+        _check_finite(x, who)
 
 
 def check_step(x: Tensor, features: int, who: str) -> None:

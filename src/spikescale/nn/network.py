@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import SpikingLayer, check_sequence, check_step
+from .base import SpikingLayer, check_sequence, check_step, checked_input
 from .readout import Readout
 
 __all__ = ["Network"]
@@ -53,9 +53,10 @@ class Network(nn.Module):
         if state is None:
             state = self.initial_state(x.shape[1], x.device, x.dtype)
         new_state = []
-        for module, s in zip(self._modules_in_order(), state):
-            x, s = module(x, s)  # through __call__, so forward hooks (SpikeMonitor) see every layer
-            new_state.append(s)
+        with checked_input():
+            for module, s in zip(self._modules_in_order(), state):
+                x, s = module(x, s)  # through __call__, so forward hooks (SpikeMonitor) see every layer
+                new_state.append(s)
         return x, new_state
 
     def step(self, x: Tensor, state: Optional[list] = None) -> tuple[Tensor, list]:
