@@ -75,3 +75,26 @@ def test_cli_export(tmp_path, capsys):
     graph = nir.read(out)
     assert "layers.0.branch0.dendrite" in graph.nodes
     assert main(["export", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("kind", ["synaptic", "axonal", "dendritic"])
+@pytest.mark.parametrize("delays", ["learned", "none"])
+def test_delay_network_exports_to_delay_nodes(kind, delays, tmp_path):
+    torch.manual_seed(1)
+    model = build_network("delays", 6, [5], 3, max_delay=7, delay_kind=kind, delays=delays, dropout=0.0, tau=1.5,
+                          reset="hard", length="same").double()
+    with torch.no_grad():  # give BatchNorm non-trivial running statistics, then evaluate with integer delays
+        model.train()
+        model((torch.rand(30, 8, 6, dtype=torch.float64) < 0.5).double())
+        for name, p in model.named_parameters():
+            if name.endswith("weight") and "norm" not in name:
+                p.abs_()
+    model.eval()
+    x = (torch.rand(25, 2, 6, dtype=torch.float64) < 0.5).double()
+    with torch.no_grad():
+        expected, _ = model(x)
+    graph = nir.read(write_nir(model, tmp_path / "delays.nir"))
+    if delays == "learned":
+        assert any(type(node).__name__ == "Delay" for node in graph.nodes.values())
+    assert any(h.sum() > 0 for h in model.hidden_spikes(x))
+    np.testing.assert_allclose(simulate_nir(graph, x.numpy()), expected.numpy(), atol=1e-9)

@@ -148,7 +148,7 @@ def _model_keys(kind: str) -> set[str]:
     params = set(inspect.signature(layer.__init__).parameters) - {"self", "in_features", "out_features", "soma", "generator"}
     if kind == "delays":
         builder = set(inspect.signature(build_delay_network).parameters) - {"in_features", "hidden", "out_features", "options"}
-        return _BUILDER_KEYS | (params - {"delay_options"}) | builder | set(DELAY_OPTIONS)
+        return _BUILDER_KEYS | (params - {"delay_options"}) | builder | (set(DELAY_OPTIONS) - {"kind"}) | {"delay_kind"}
     soma = set(inspect.signature(Soma.__init__).parameters) - {"self", "neurons"}
     return _BUILDER_KEYS | params | soma
 

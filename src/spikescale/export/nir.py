@@ -14,7 +14,11 @@ Mapping of the layers:
   τ from α) — all branches converge on one soma ``LIF`` (converging edges sum);
 * ``DHRecurrent`` → the same, plus for each branch a recurrent ``Affine`` from the soma back to the
   branch (edges that close a cycle carry the previous step's output);
-* ``Readout`` → ``Affine`` → ``LI`` (integrator), ``Affine`` (linear) or ``Affine`` → ``LIF`` (spike count).
+* ``Readout`` → ``Affine`` → ``LI`` (integrator), ``Affine`` (linear) or ``Affine`` → ``LIF`` (spike count);
+* DCLS ``DelayBlock`` / ``DelayReadout`` (integer delays, as evaluated) → ``Delay`` nodes: axonal delays
+  directly on the inputs, dendritic delays after the weights, synaptic delays through an explicit expansion
+  into one ``Delay`` + ``Affine`` pair per distinct delay value; an evaluation-mode BatchNorm is folded into
+  the affine maps; then ``LIF`` (hidden) or ``LI`` (readout).
 
 NIR's ``LIF`` resets to ``v_reset`` (a hard reset). A soft reset (subtract θ) and no reset cannot be
 expressed in NIR: every ``LIF`` node carries ``metadata["reset"]`` (``"hard"``, ``"subtract"`` or
@@ -33,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.base import Soma
+from ..nn.delays import DelayBlock, DelayedDense, DelayReadout
 from ..nn.layers import DHDense, DHRecurrent, LIFDense
 from ..nn.network import Network
 from ..nn.readout import Readout
@@ -70,9 +75,67 @@ def _lif(nir, soma: Soma, dt: float):
     return nir.LIF(tau=tau, r=r, v_leak=zeros, v_threshold=threshold, v_reset=zeros, metadata={"reset": reset})
 
 
-def _li(nir, factor: Tensor, dt: float):
-    tau, r = _neuron_constants(factor, dt, True)
+def _li(nir, factor: Tensor, dt: float, scaled: bool = True):
+    tau, r = _neuron_constants(factor, dt, scaled)
     return nir.LI(tau=tau, r=r, v_leak=np.zeros_like(tau))
+
+
+def _delay_nodes(nir, delayed: DelayedDense, prefix: str, dt: float, target: str, scale=None, shift=None):
+    """Nodes and edges computing ``Σ_j w_ij x_j[t - d_ij]`` (integer delays) into ``target``.
+
+    Axonal and no delays: ``Delay`` on the inputs → one ``Affine``; dendritic: ``Affine`` → ``Delay``; synaptic
+    (and dense kernels): one ``Delay`` + ``Affine`` pair per distinct delay value, converging on ``target``.
+    ``scale``/``shift`` fold an evaluation-mode BatchNorm into the affine maps (the shift is added once).
+    """
+    entry = delayed.export()
+    nodes, edges, entries = {}, [], []
+    scale = np.ones(delayed.out_features) if scale is None else scale
+
+    def affine(name: str, weight: np.ndarray, with_shift: bool):
+        bias = shift if (with_shift and shift is not None) else np.zeros(weight.shape[0])
+        nodes[name] = nir.Affine(weight=weight * scale[:, None], bias=bias)
+
+    def delay(name: str, steps: np.ndarray):
+        nodes[name] = nir.Delay(delay=steps.astype(np.float64) * dt)
+
+    if entry["mode"] == "dense" or entry["kind"] == "synaptic":
+        if entry["mode"] == "dense":  # kernel [out, in, K] in delay order: tap d is delay d
+            kernel = _array(entry["kernel"])
+            groups = {d: kernel[:, :, d] for d in range(kernel.shape[2]) if np.any(kernel[:, :, d])}
+        else:
+            weight, steps = _array(entry["weight"]), entry["delay"].cpu().numpy()
+            weight, steps = weight.reshape(*weight.shape[:2], -1), steps.reshape(*steps.shape[:2], -1)
+            groups = {}
+            for d in np.unique(steps):
+                groups[int(d)] = (weight * (steps == d)).sum(-1)
+        for k, (d, weight) in enumerate(sorted(groups.items())):
+            delay(f"{prefix}.delay{d}", np.full(delayed.in_features, d))
+            affine(f"{prefix}.affine{d}", weight, with_shift=k == 0)
+            edges += [(f"{prefix}.delay{d}", f"{prefix}.affine{d}"), (f"{prefix}.affine{d}", target)]
+            entries.append(f"{prefix}.delay{d}")
+    elif entry["kind"] == "axonal" or entry["mode"] == "none":
+        weight = _array(entry["weight"]).reshape(delayed.out_features, delayed.in_features)
+        steps = entry["delay"].cpu().numpy() if entry["mode"] != "none" else np.zeros(delayed.in_features)
+        delay(f"{prefix}.delay", np.broadcast_to(steps, (delayed.in_features,)))
+        affine(f"{prefix}.affine", weight, with_shift=True)
+        edges += [(f"{prefix}.delay", f"{prefix}.affine"), (f"{prefix}.affine", target)]
+        entries.append(f"{prefix}.delay")
+    else:  # dendritic: one delay per output neuron, after the weights
+        affine(f"{prefix}.affine", _array(entry["weight"]).reshape(delayed.out_features, delayed.in_features), with_shift=True)
+        delay(f"{prefix}.delay", entry["delay"].cpu().numpy())
+        edges += [(f"{prefix}.affine", f"{prefix}.delay"), (f"{prefix}.delay", target)]
+        entries.append(f"{prefix}.affine")
+    return nodes, edges, entries
+
+
+def _batch_norm_fold(norm) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """``y = scale·z + shift`` of an evaluation-mode BatchNorm (running statistics)."""
+    if norm is None:
+        return None, None
+    std = torch.sqrt(norm.running_var + norm.eps)
+    gamma = norm.weight if norm.affine else torch.ones_like(std)
+    beta = norm.bias if norm.affine else torch.zeros_like(std)
+    return _array(gamma / std), _array(beta - gamma * norm.running_mean / std)
 
 
 def _affine(nir, weight: Tensor, bias: Optional[Tensor]):
@@ -109,6 +172,19 @@ def _layer_nodes(nir, layer, prefix: str, dt: float) -> tuple[dict, list, str, s
                 nodes[f"{branch}.recurrent"] = _affine(nir, weight[:, d, layer.in_features:], None)
                 edges += [(soma, f"{branch}.recurrent"), (f"{branch}.recurrent", f"{branch}.dendrite")]
         return nodes, edges, entries, soma
+    if isinstance(layer, DelayBlock):
+        soma = f"{prefix}.soma"
+        nodes[soma] = _lif(nir, layer.soma, dt)
+        scale, shift = _batch_norm_fold(layer.norm)
+        more, more_edges, entries = _delay_nodes(nir, layer.delay, prefix, dt, soma, scale, shift)
+        nodes.update(more)
+        return nodes, edges + more_edges, entries, soma
+    if isinstance(layer, DelayReadout):
+        membrane = f"{prefix}.membrane"
+        nodes[membrane] = _li(nir, layer.beta(), dt, scaled=False)
+        more, more_edges, entries = _delay_nodes(nir, layer.delay, prefix, dt, membrane)
+        nodes.update(more)
+        return nodes, edges + more_edges, entries, membrane
     if isinstance(layer, Readout):
         nodes[f"{prefix}.affine"] = _affine(nir, layer.linear.weight, layer.linear.bias)
         if layer.mode == "linear":
@@ -187,7 +263,7 @@ def _order(graph) -> tuple[list[str], set]:
 
 
 def simulate_nir(graph, x: np.ndarray) -> np.ndarray:
-    """Run a NIR graph of ``Input/Affine/Linear/LI/LIF/Output`` nodes on ``x [T, B, C]`` (forward Euler, dt
+    """Run a NIR graph of ``Input/Affine/Linear/Delay/LI/LIF/Output`` nodes on ``x [T, B, C]`` (forward Euler, dt
     from the graph metadata); returns the output node's values ``[T, B, K]``.
 
     Neurons start at rest (v = 0). A node's input is the sum over its incoming edges; an edge that closes a
@@ -226,6 +302,18 @@ def _step(kind: str, node, name: str, current: np.ndarray, state: dict, dt: floa
         return current
     if kind == "Affine":
         return current @ node.weight.T + node.bias
+    if kind == "Delay":  # per element: output at t = input at t - round(delay/dt) (zeros before the start)
+        steps = np.rint(np.asarray(node.delay, dtype=np.float64) / dt).astype(int)
+        history = state.setdefault(name, [])
+        history.append(np.broadcast_to(current, (batch,) + steps.shape).copy())
+        depth = int(steps.max(initial=0)) + 1
+        del history[:-depth]
+        out = np.zeros((batch,) + steps.shape)
+        for lag in np.unique(steps):
+            if lag < len(history):
+                chosen = steps == lag
+                out[:, chosen] = history[-1 - lag][:, chosen]
+        return out
     if kind == "Linear":
         return current @ node.weight.T
     if kind in ("LI", "LIF"):

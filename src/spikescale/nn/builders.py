@@ -32,7 +32,8 @@ def build_network(
     Args:
         kind: ``"sfnn"`` (vanilla LIF), ``"dh_sfnn"`` (:class:`DHDense`), ``"dh_srnn"`` (:class:`DHRecurrent`)
             or ``"delays"`` (DCLS :class:`DelayBlock` layers and their own delayed readout, built by
-            :func:`~spikescale.nn.delays.build_delay_network`; ``readout_options`` are its delay options).
+            :func:`~spikescale.nn.delays.build_delay_network`; ``readout_options`` are its delay options and
+            ``delay_kind`` is the delay's ``kind``: ``"synaptic"``, ``"axonal"`` or ``"dendritic"``).
         hidden: widths of the hidden layers (all of ``kind``).
         readout: readout mode (``"integrator"``, ``"linear"``, ``"spike_count"``); ``readout_options`` go to
             :class:`Readout` (``faithful`` is passed on from ``layer_options`` unless given).
@@ -50,9 +51,10 @@ def build_network(
                 "kind 'delays' has its own readout (a delayed non-firing LIF, readout='integrator'), "
                 f"got readout={readout!r}"
             )
-        return build_delay_network(
-            in_features, hidden, out_features, seed=seed, readout_options=readout_options, **layer_options
-        )
+        options = dict(layer_options)
+        if "delay_kind" in options:  # "kind" names the network here; the delay kind is spelt delay_kind
+            options["kind"] = options.pop("delay_kind")
+        return build_delay_network(in_features, hidden, out_features, seed=seed, readout_options=readout_options, **options)
     cls = MODEL_KINDS[kind]
     if kind == "sfnn":
         misplaced = sorted(set(layer_options) & _DENDRITE_OPTIONS)
