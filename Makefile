@@ -28,8 +28,15 @@ fashion-mnist:
 test: $(STAMP) fashion-mnist
 	$(PYTHON) -m pytest -q
 
+# Speed benchmarks (they print ratios; the peers need snntorch, norse and spikingjelly installed with
+# pip install --no-deps, see docs/performance.md; missing peers are reported, not fatal).
 bench: $(STAMP)
-	cd benchmarks && ../$(PYTHON) bench_core.py
+	cd benchmarks && ../$(PYTHON) bench_core.py --threads 1
+	cd benchmarks && ../$(PYTHON) bench_peers.py --threads 2
+	cd benchmarks && ../$(PYTHON) bench_dh.py --threads 2
+	cd benchmarks && ../$(PYTHON) bench_delays.py --threads 1
+	cd benchmarks && ../$(PYTHON) bench_ttfs.py
+	cd benchmarks && ../$(PYTHON) bench_binning.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
