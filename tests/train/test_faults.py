@@ -148,3 +148,21 @@ def test_checkpoint_from_another_version_or_model_is_refused(tmp_path):
     save_checkpoint(path, {**payload, "signature": signature})
     with pytest.raises(CheckpointError, match=r"layers\.0\.weight is \[99, 1, 20\] in the checkpoint but \[16, 1, 20\] here"):
         run_recipe(_recipe("train.epochs=1"), tmp_path / "run", resume=True)
+
+
+def test_epochs_logged_before_the_first_checkpoint_are_dropped_on_resume(tmp_path, monkeypatch):
+    """A run killed between writing its first metrics line and its first checkpoint resumes from scratch
+    without a duplicate line (found by tools/fault_injection.py)."""
+    from spikescale.train import trainer as trainer_module
+
+    def killed_before_checkpoint(self, completed, position=None):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer_module.Trainer, "_write_checkpoint", killed_before_checkpoint)
+        with pytest.raises(KeyboardInterrupt):
+            run_recipe(_recipe(), tmp_path / "run")
+    assert len(_metrics(tmp_path / "run")) == 1 and not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    run_recipe(_recipe(), tmp_path / "run", resume=True)
+    run_recipe(_recipe(), tmp_path / "reference")
+    assert _metrics(tmp_path / "run") == _metrics(tmp_path / "reference")

@@ -447,6 +447,7 @@ class Trainer:
         path = self.resume_dir / "checkpoints" / "last.pt"
         if not path.exists():
             log.info("no checkpoint in %s: starting from scratch", self.resume_dir)
+            self._rewrite_metrics()  # drop epochs a killed run logged before its first checkpoint
             return
         payload = load_checkpoint(path)
         check_compatible(payload, self.model, path)
@@ -466,12 +467,15 @@ class Trainer:
         if "best" in payload:
             best = payload["best"]
             self.best = {"epoch": int(best["epoch"]), "score": float(best["score"]), "state": best["model"]}
-        # metrics.jsonl may hold lines written after the checkpoint (a crash between the two writes)
-        if self.run_dir is not None:
-            lines = [json.dumps(m) + "\n" for m in self.history]
-            atomic_write_bytes(self.run_dir / "metrics.jsonl", lambda h: h.write("".join(lines).encode()))
+        self._rewrite_metrics()  # metrics.jsonl may hold lines written after the checkpoint
         where = f"epoch {self.start_epoch}" + (f" and {self.position['batch']} batches of the next" if self.position else "")
         log.info("resumed from %s after %s", path, where)
+
+    def _rewrite_metrics(self) -> None:
+        """Make ``metrics.jsonl`` hold exactly the restored history (a crash may leave later lines)."""
+        if self.run_dir is not None and (self.run_dir / "metrics.jsonl").exists():
+            lines = "".join(json.dumps(m) + "\n" for m in self.history)
+            atomic_write_bytes(self.run_dir / "metrics.jsonl", lambda h: h.write(lines.encode()))
 
     # -- end of training ---------------------------------------------------------------------------
     def finish(self, test=None) -> dict[str, Any]:
