@@ -50,7 +50,7 @@ from spikescale.data.registry import DATASETS, list_datasets, load_splits
 from spikescale.data.xor import XOR_TASKS
 from spikescale.experiments.config import RECIPES_DIR, build_model_from_recipe, load_recipe
 
-__all__ = ["ContractViolation", "Target", "TARGETS", "check", "run_case"]
+__all__ = ["ContractViolation", "Outcome", "Target", "TARGETS", "check", "run_case"]
 
 PACKAGE_DIR = Path(spikescale.__file__).resolve().parent
 ACCEPTED_ERRORS = (ValueError, FileNotFoundError)
@@ -79,6 +79,14 @@ class ContractViolation(AssertionError):
     def signature(self) -> str:
         """What makes two violations the same defect."""
         return f"{self.kind} at {self.where}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a case ended within the contract: ``kind`` is ``"ok"`` or ``"rejected"`` (with the error message)."""
+
+    kind: str
+    message: str = ""
 
 
 class _OutOfTime(BaseException):
@@ -179,10 +187,12 @@ def check(
     read: Callable[[], Any],
     verify: Callable[[Any], None],
     names: Sequence[str],
+    must_accept: bool = False,
     time_limit: Optional[float] = TIME_LIMIT_S,
-) -> str:
-    """Run ``read()``; ``"ok"`` if it returns and ``verify(result)`` passes, ``"rejected"`` if it raises one
-    clear spikescale error naming ``names``; otherwise raise :class:`ContractViolation`.
+) -> Outcome:
+    """Run ``read()``; ``ok`` if it returns and ``verify(result)`` passes, ``rejected`` if it raises one clear
+    spikescale error naming ``names`` (a violation too when ``must_accept``: the input was valid); otherwise
+    raise :class:`ContractViolation`.
 
     Both run under a time limit and a memory limit; ``verify`` signals a wrong result by ``AssertionError``.
     """
@@ -198,10 +208,12 @@ def check(
                     problem = _clear_error_problem(err, names)
                     if problem:
                         raise ContractViolation("crash", _location(err), f"{type(err).__name__}: {err} — {problem}") from None
-                    outcome = "rejected"
+                    if must_accept:
+                        raise ContractViolation("wrong result", f"valid input rejected at {_location(err)}", str(err)) from None
+                    outcome = Outcome("rejected", f"{type(err).__name__}: {err}")
                 else:
                     verify(result)
-                    outcome = "ok"
+                    outcome = Outcome("ok")
         except ContractViolation:
             raise
         except _OutOfTime as err:
@@ -302,6 +314,21 @@ def _budget_ok(steps: int, channels: int) -> bool:
     return 0 < steps * channels <= DENSE_BUDGET
 
 
+def _events_valid(times: Sequence[np.ndarray], units: Sequence[np.ndarray], channels: int, fixed_duration: bool) -> bool:
+    """Whether stored events are what every reader must accept: finite times >= 0 (below 1000 s unless a
+    fixed duration drops later ones), integer units in ``[0, channels)``, equal lengths per sample."""
+    for t, u in zip(times, units):
+        t, u = np.asarray(t), np.asarray(u)
+        if t.shape != u.shape or t.dtype.kind not in "iuf" or u.dtype.kind not in "iu":
+            return False
+        t = t.astype(np.float64)
+        if not (np.all(np.isfinite(t)) and np.all(t >= 0) and (fixed_duration or np.all(t < 1000))):
+            return False
+        if u.size and not (u.min() >= 0 and u.max() < channels):
+            return False
+    return True
+
+
 # ----------------------------------------------------------------------------------------------------
 # Event binning (in-memory events, EventBinning settings)
 # ----------------------------------------------------------------------------------------------------
@@ -381,7 +408,7 @@ def _frames_match_reference(frames, sample_events: list, binning: EventBinning, 
         )
 
 
-def run_binning(case: dict, workdir: Path) -> str:
+def run_binning(case: dict, workdir: Path) -> Outcome:
     source = "fuzz-events"
     times = [_cast(t, case["times_dtype"]) for t, _ in case["samples"]]
     units = [_cast(u, case["units_dtype"]) for _, u in case["samples"]]
@@ -400,9 +427,9 @@ def run_binning(case: dict, workdir: Path) -> str:
     names = ["events" if case["api"] == "EventDataset" else source]
     if case["hostile"] is not None:
         settings[case["hostile"][0]] = case["hostile"][1]
-        made = []
-        if check(lambda: made.append(EventBinning(**settings)), lambda _: None, [case["hostile"][0]]) == "rejected":
-            return "rejected"
+        outcome = check(lambda: EventBinning(**settings), lambda _: None, [case["hostile"][0]])
+        if outcome.kind == "rejected":
+            return outcome
 
     def read():
         binning = EventBinning(**settings)
@@ -413,16 +440,19 @@ def run_binning(case: dict, workdir: Path) -> str:
 
     def verify(result):
         binning, frames = result
-        assert len(frames) == len(times), f"sample count: {len(frames)} frames for {len(times)} samples"
+        count = len(times) if case["api"] == "EventDataset" else len(offsets) - 1  # offsets say how many samples
+        assert len(frames) == count, f"sample count: {len(frames)} frames for {count} samples"
 
         def item(i):
             length = int(frames.lengths[i])
             assert length >= 1, f"frames length: sample {i} has {length} steps"
             return frames.dense(i) if _budget_ok(length, binning.out_channels) else None
 
-        _frames_match_reference(item, list(zip(times, units)), binning, source)
+        _frames_match_reference(item, list(zip(times, units))[:count], binning, source)
 
-    return check(read, verify, names)
+    valid = (case["hostile"] is None and case["offsets"] == "right"
+             and _events_valid(times, units, case["binning"]["channels"], case["binning"]["duration_ms"] is not None))
+    return check(read, verify, names, must_accept=valid)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -511,7 +541,7 @@ def _write_spike_file(path: Path, case: dict) -> bytes:
     return path.read_bytes()
 
 
-def run_spike_file(case: dict, workdir: Path) -> str:
+def run_spike_file(case: dict, workdir: Path) -> Outcome:
     path = workdir / "fuzz_train.h5"
     _write(path, _write_spike_file(path, case), case["corruption"])
 
@@ -529,10 +559,25 @@ def run_spike_file(case: dict, workdir: Path) -> str:
             f"sample count: {len(items)} items for {len(case['samples'])} samples"
         )
         for i, (x, label) in enumerate(items):
-            _check_label(label, classes if data.class_names is None else None, f"item {i}")
+            _check_label(label, classes, f"item {i}")
         _frames_match_reference(lambda i: items[i][0], events, binning, path.name)
 
-    return check(read, verify, [path.name])
+    return check(read, verify, [path.name], must_accept=_spike_file_valid(case))
+
+
+def _spike_file_valid(case: dict) -> bool:
+    """Whether the file written for ``case`` is a valid SHD-schema file (judged on the stored values)."""
+    samples, n = case["samples"], len(case["samples"])
+    if (case["layout"] != "vlen" or case["drop"] or case["corruption"] or "string" in (case["times_dtype"], case["labels_dtype"])
+            or case["labels_2d"] or len(case["labels"]) != n or case["speakers"] not in ("none", "valid")
+            or (case["keys"] == "empty" and n)):
+        return False
+    labels = _cast(case["labels"], case["labels_dtype"]).astype(np.float64)
+    if n and not (np.all(labels == np.floor(labels)) and labels.min() >= 0 and labels.max() < (2**31 if case["keys"] == "none" else 4)):
+        return False
+    times = [_cast(t, case["times_dtype"]) for t, _ in samples]
+    units = [_cast(u, case["units_dtype"]) for _, u in samples]
+    return _events_valid(times, units, case["binning"]["channels"], case["binning"]["duration_ms"] is not None)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -551,16 +596,15 @@ def wav_cases(draw) -> dict:
     frames = draw(st.integers(0, 300))
     hostile = st.sampled_from([NAN, INF, -INF, 1e38, -1e300, 5.0])
     injected = draw(st.lists(st.tuples(st.floats(0, 0.999), hostile), max_size=2)) if fmt[0] == _FLOAT else []
-    fields = {  # header fields: None = consistent with the data
-        "tag": draw(st.sampled_from([None] * 8 + [_EXTENSIBLE, 2, 0, 6])),
-        "channels": draw(st.sampled_from([None] * 9 + [0, 7])),
-        "rate": draw(st.sampled_from([8000, 16000, 11025, 44100] * 6 + [7, 1, 0, 2**32 - 1, 2**31])),
-        "bits": draw(st.sampled_from([None] * 9 + [0, 12, 7, 128])),
-        "block_align": draw(st.sampled_from([None] * 9 + [0, 1, 3])),
-        "data_size": draw(st.sampled_from([None] * 8 + [0, 1, 2**32 - 1, "odd"])),
-        "riff_size": draw(st.sampled_from([None] * 9 + [0, 2**32 - 1])),
-        "extra_chunk": draw(st.sampled_from([None] * 6 + ["LIST", "odd", "huge", "fmt-last"])),
+    hostile_fields = {  # header fields that do not match the data (None: consistent)
+        "tag": [_EXTENSIBLE, 2, 0, 6], "channels": [0, 7], "bits": [0, 12, 7, 128], "block_align": [0, 1, 3],
+        "data_size": [0, 1, 2**32 - 1, "odd"], "riff_size": [0, 2**32 - 1], "extra_chunk": ["LIST", "odd", "huge", "fmt-last"],
     }
+    fields = {name: None for name in hostile_fields}
+    fields["rate"] = draw(st.sampled_from([8000, 16000, 11025, 44100] * 6 + [7, 1, 0, 2**32 - 1, 2**31]))
+    mutated = draw(st.sampled_from([None] * len(hostile_fields) + sorted(hostile_fields)))
+    if mutated is not None:
+        fields[mutated] = draw(st.sampled_from(hostile_fields[mutated]))
     return {
         "format": fmt, "channels": channels, "frames": frames, "seed": draw(st.integers(0, 2**32 - 1)),
         "injected": injected, "fields": fields, "corruption": draw(_corruption()),
@@ -602,7 +646,7 @@ def _chunk(name: bytes, payload: bytes, size: Optional[int] = None) -> bytes:
 
 
 def _wav_bytes(case: dict) -> tuple[bytes, Optional[np.ndarray]]:
-    """The file, and the mono signal a correct reader returns when every header field is consistent."""
+    """The file, and the mono signal a correct reader returns when the file is valid (else ``None``)."""
     tag, bits = case["format"]
     fields = case["fields"]
     payload, expected = _encode_pcm(_wav_samples(case), tag, bits)
@@ -622,12 +666,14 @@ def _wav_bytes(case: dict) -> tuple[bytes, Optional[np.ndarray]]:
         chunks = [chunks[2], chunks[0]]
     body = b"WAVE" + b"".join(chunks)
     riff = struct.pack("<I", len(body) if fields["riff_size"] is None else fields["riff_size"])
-    consistent = all(v is None for k, v in fields.items() if k not in ("rate", "extra_chunk")) and fields["extra_chunk"] != "huge"
-    mono = expected.mean(axis=1) if expected.size else None
-    return b"RIFF" + riff + body, (mono if consistent and case["corruption"] is None and rate > 0 else None)
+    consistent = (all(v is None for k, v in fields.items() if k not in ("rate", "extra_chunk"))
+                  and fields["extra_chunk"] in (None, "LIST", "odd"))
+    usable = expected.size and np.all(np.isfinite(expected)) and np.abs(expected).max() <= np.finfo(np.float32).max
+    valid = consistent and usable and case["corruption"] is None and 0 < rate <= 2000 * _ENCODER.sample_rate
+    return b"RIFF" + riff + body, (expected.mean(axis=1) if valid else None)
 
 
-def run_wav(case: dict, workdir: Path) -> str:
+def run_wav(case: dict, workdir: Path) -> Outcome:
     path = workdir / "fuzz.wav"
     data, expected = _wav_bytes(case)
     _write(path, data, case["corruption"])
@@ -645,14 +691,14 @@ def run_wav(case: dict, workdir: Path) -> str:
         )
         assert np.all(np.isfinite(samples)), "samples values: NaN or Inf returned"
         assert isinstance(rate, int) and rate > 0, f"sample rate: {rate!r}"
-        if expected is not None and math.isfinite(float(np.abs(expected).max())):
+        if expected is not None:
             assert samples.shape == expected.shape and np.allclose(samples, expected, atol=1e-6, rtol=1e-6), (
                 "samples differ from the data written"
             )
         assert np.all(np.isfinite(times)) and np.all(times >= 0) and np.all(np.diff(times) >= 0), "events: bad spike times"
         assert np.all(units < _ENCODER.channels), "events: unit out of range"
 
-    return check(read, verify, [path.name])
+    return check(read, verify, [path.name], must_accept=expected is not None)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -727,7 +773,7 @@ def idx_cases(draw) -> dict:
     return {"kind": "set", "files": files, "permuted": draw(st.booleans()), "valid_fraction": draw(st.sampled_from([0.0, 0.1, 0.5]))}
 
 
-def run_idx(case: dict, workdir: Path) -> str:
+def run_idx(case: dict, workdir: Path) -> Outcome:
     if case["kind"] == "file":
         path, expected = _write_idx(workdir, "fuzz-idx1-ubyte", case["spec"])
 
@@ -737,9 +783,9 @@ def run_idx(case: dict, workdir: Path) -> str:
                 "array differs from the data written"
             )
 
-        return check(lambda: read_idx(path), verify_array, [path.name])
-    for name, spec in case["files"].items():
-        _write_idx(workdir, _IDX_NAMES[name], spec)
+        return check(lambda: read_idx(path), verify_array, [path.name], must_accept=expected is not None)
+    written = [_write_idx(workdir, _IDX_NAMES[name], spec)[1] for name, spec in case["files"].items()]
+    valid = all(w is not None and w.size for w in written)  # intact files holding at least one pixel and label
     name = "psmnist" if case["permuted"] else "smnist"
 
     def read():
@@ -757,7 +803,7 @@ def run_idx(case: dict, workdir: Path) -> str:
                 assert bool(torch.isfinite(x).all()), f"sequence values: item {i} holds NaN or Inf"
                 _check_label(label, splits.classes, f"item {i}")
 
-    return check(read, verify, [workdir.name])
+    return check(read, verify, [workdir.name], must_accept=valid)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -771,9 +817,9 @@ _NPZ_HOSTILE = [NAN, INF, -INF, 1e300, -1e300, 3e38]
 def npz_cases(draw) -> dict:
     return {
         "layout": draw(st.sampled_from(["NCT", "NTC"])),
-        "count": {"train": draw(st.integers(0, 6)), "test": draw(st.integers(0, 3))},
-        "channels": draw(st.integers(0, 3)),
-        "steps": draw(st.integers(0, 8)),
+        "count": {"train": draw(st.integers(1, 6)) if draw(st.integers(0, 7)) else 0, "test": draw(st.integers(0, 3))},
+        "channels": draw(st.integers(1, 3)) if draw(st.integers(0, 7)) else 0,
+        "steps": draw(st.integers(1, 8)) if draw(st.integers(0, 7)) else 0,
         "x_dtype": draw(st.sampled_from(["float32", "float64"] * 12 + ["float16", "int16", "uint8", "bool", "complex64", "<U4", "object"])),
         "x_ndim": _rarely(draw, 3, 2, 4),
         "test_channels": _rarely(draw, 0, 1),
@@ -833,7 +879,7 @@ def _cast_any(x: np.ndarray, dtype: str) -> np.ndarray:
         return x.astype(dtype)
 
 
-def run_npz(case: dict, workdir: Path) -> str:
+def run_npz(case: dict, workdir: Path) -> Outcome:
     path = workdir / "fuzz_arrays.npz"
     (np.savez_compressed if case["compressed"] else np.savez)(path, **_npz_arrays(case))
     _write(path, path.read_bytes(), case["corruption"])
@@ -852,7 +898,11 @@ def run_npz(case: dict, workdir: Path) -> str:
                 assert bool(torch.isfinite(x).all()), f"series values: item {i} holds NaN or Inf"
                 _check_label(label, splits.classes, f"item {i}")
 
-    return check(read, verify, [path.name])
+    valid = (case["drop"] is None and case["x_dtype"] in ("float32", "float64", "float16", "int16", "uint8", "bool")
+             and case["x_ndim"] == 3 and not case["test_channels"] and case["channels"] and case["steps"]
+             and case["count"]["train"] and case["labels"] == "valid" and case["lengths"] in ("none", "valid")
+             and not case["injected"] and case["corruption"] is None)
+    return check(read, verify, [path.name], must_accept=bool(valid))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -942,7 +992,7 @@ def _recipe_text(case: dict) -> bytes:
 _MODEL_BUDGET = 512  # hidden neurons up to which a validated recipe's model is built as a check
 
 
-def run_recipe(case: dict, workdir: Path) -> str:
+def run_recipe(case: dict, workdir: Path) -> Outcome:
     path = workdir / "fuzz-recipe.yaml"
     path.write_bytes(_recipe_text(case))
 
@@ -964,7 +1014,8 @@ def run_recipe(case: dict, workdir: Path) -> str:
             _builds_or_clear_error(lambda: task(2, generator=generator, **options), "validated data options fail to generate a batch")
 
     names = [] if case["overrides"] else [path.name]  # errors in overrides name the --set item instead
-    return check(lambda: load_recipe(path, case["overrides"]), verify, names)
+    valid = not (case["mutations"] or case["overrides"] or case["text_edit"]) and case["document"] == "keep"
+    return check(lambda: load_recipe(path, case["overrides"]), verify, names, must_accept=valid)
 
 
 def _builds_or_clear_error(build: Callable[[], Any], what: str) -> None:
@@ -989,7 +1040,7 @@ class Target:
     name: str
     reader: str
     cases: st.SearchStrategy
-    run: Callable[[Any, Path], str]
+    run: Callable[[Any, Path], Outcome]
 
 
 TARGETS = {
@@ -1005,7 +1056,7 @@ TARGETS = {
 }
 
 
-def run_case(target: Target, case: Any) -> str:
-    """Run one case in a fresh temporary folder; ``"ok"`` / ``"rejected"`` or :class:`ContractViolation`."""
+def run_case(target: Target, case: Any) -> Outcome:
+    """Run one case in a fresh temporary folder: its :class:`Outcome`, or :class:`ContractViolation`."""
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{target.name}-") as folder:
         return target.run(case, Path(folder))
