@@ -7,13 +7,16 @@
   Inf inside the valid part is an error naming the sample and step.
 * :class:`EventDataset`: per-sample event lists ``(times_s, units)`` binned like SHD.
 * :func:`load_npz`: an ``.npz`` holding ``X_train``, ``y_train``, ``X_test``, ``y_test`` and optionally
-  ``len_train``, ``len_test``.
+  ``len_train``, ``len_test``; a damaged or unreadable archive, arrays of the wrong type or shape, or an
+  empty training set are errors naming the file and the array.
 * :func:`resample_series`: linear interpolation of each series to a new number of steps.
 """
 
 from __future__ import annotations
 
 import copy
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -32,12 +35,23 @@ LAYOUTS = ("NCT", "NTC")
 Transform = Callable[[Tensor, int], Tensor]
 
 
+_MAX_LABEL = 2**31 - 1
+
+
+def _real_numbers(values: np.ndarray, who: str, what: str) -> None:
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"{who}: {what} must be real numbers, got dtype {values.dtype}")
+
+
 def _labels(labels, count: int, who: str) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.shape != (count,):
         raise ValueError(f"{who}: labels have shape {labels.shape}; expected [{count}] (one per sample)")
-    if labels.size and (not np.all(np.isfinite(labels.astype(np.float64))) or np.any(labels != np.round(labels)) or labels.min() < 0):
-        raise ValueError(f"{who}: labels must be non-negative integers (class indices)")
+    _real_numbers(labels, who, "labels")
+    with np.errstate(invalid="ignore"):
+        whole = np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
+    if labels.size and not (whole and labels.min() >= 0 and labels.max() <= _MAX_LABEL):
+        raise ValueError(f"{who}: labels must be non-negative integers up to {_MAX_LABEL} (class indices)")
     return labels.astype(np.int64)
 
 
@@ -74,16 +88,23 @@ class ArrayDataset(Dataset):
     ):
         if layout not in LAYOUTS:
             raise ValueError(f"{name}: unknown layout {layout!r}; expected one of {LAYOUTS}")
-        x = np.array(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=np.float32)
+        x = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x)
+        _real_numbers(x, name, "the series")
         if x.ndim != 3:
             raise ValueError(f"{name}: expected a 3-D array [N, C, T] or [N, T, C], got shape {x.shape}")
+        with np.errstate(over="ignore"):  # values beyond the float32 range become inf and are reported below
+            x = x.astype(np.float32)
         if layout == "NCT":
             x = np.ascontiguousarray(x.transpose(0, 2, 1))
-        count, steps, _ = x.shape
+        count, steps, channels = x.shape
+        if not (steps and channels):
+            raise ValueError(f"{name}: series need at least one step and one channel, got {steps} steps × {channels} "
+                             f"channels (layout={layout!r})")
         self.labels = _labels(labels, count, name)
         if lengths is None:
             lengths = _valid_lengths(x, name) if count else np.zeros(0, dtype=np.int64)
         lengths = np.asarray(lengths)
+        _real_numbers(lengths, name, "lengths")
         if lengths.shape != (count,) or np.any(lengths != np.round(lengths)) or np.any((lengths < 1) | (lengths > steps)):
             raise ValueError(f"{name}: lengths must be [{count}] integers in [1, {steps}], got {lengths!r}")
         self.lengths = lengths.astype(np.int64)
@@ -93,7 +114,8 @@ class ArrayDataset(Dataset):
             sample, step, channel = (int(v) for v in np.argwhere(bad)[0])
             raise ValueError(
                 f"{name}: sample {sample} has {x[sample, step, channel]} at step {step}, channel {channel}, inside "
-                f"its valid length {self.lengths[sample]}; only trailing NaN padding is accepted"
+                f"its valid length {self.lengths[sample]}; only trailing NaN padding is accepted (and values beyond "
+                f"the float32 range, ±3.4e38, become inf)"
             )
         x[~valid] = 0.0
         self.x = torch.from_numpy(x)
@@ -177,6 +199,16 @@ def resample_series(
 
 
 _NPZ_KEYS = ("X_train", "y_train", "X_test", "y_test")
+_ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip file's first entry, or an empty archive
+# What numpy and zipfile raise on a damaged archive or member (bad zip structure, cut or corrupt data).
+_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _member(archive, key: str, path: Path) -> np.ndarray:
+    try:
+        return archive[key]
+    except _ARCHIVE_ERRORS as err:
+        raise ValueError(f"{path}: cannot read the array {key!r} ({err})") from None
 
 
 def load_npz(path: Union[str, Path], layout: str = "NCT") -> dict[str, ArrayDataset]:
@@ -184,9 +216,14 @@ def load_npz(path: Union[str, Path], layout: str = "NCT") -> dict[str, ArrayData
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"arrays file not found: {path} (expected an .npz with {', '.join(_NPZ_KEYS)})")
+    with open(path, "rb") as handle:
+        signature = handle.read(4)
+    if signature not in _ZIP_SIGNATURES:  # else numpy would try the file as a single .npy array or a pickle
+        raise ValueError(f"{path}: not an .npz archive (no zip signature at the start; expected the arrays "
+                         f"{list(_NPZ_KEYS)} saved with numpy.savez)")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except _ARCHIVE_ERRORS as err:
         raise ValueError(f"{path}: not a readable .npz file ({err})") from None
     with archive:
         missing = [k for k in _NPZ_KEYS if k not in archive.files]
@@ -195,10 +232,13 @@ def load_npz(path: Union[str, Path], layout: str = "NCT") -> dict[str, ArrayData
                              f"(+ optional len_train, len_test)")
         splits = {}
         for split in ("train", "test"):
-            lengths = archive[f"len_{split}"] if f"len_{split}" in archive.files else None
+            lengths = _member(archive, f"len_{split}", path) if f"len_{split}" in archive.files else None
             splits[split] = ArrayDataset(
-                archive[f"X_{split}"], archive[f"y_{split}"], layout=layout, lengths=lengths, name=f"{path.name}:{split}"
+                _member(archive, f"X_{split}", path), _member(archive, f"y_{split}", path), layout=layout,
+                lengths=lengths, name=f"{path.name}:{split}",
             )
+    if not len(splits["train"]):
+        raise ValueError(f"{path}: X_train holds no samples")
     widths = {s: d.channels for s, d in splits.items()}
     if widths["train"] != widths["test"]:
         raise ValueError(f"{path}: X_train has {widths['train']} channels but X_test has {widths['test']} (layout={layout!r})")

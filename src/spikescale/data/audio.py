@@ -29,10 +29,12 @@ writes many files as one SHD-schema HDF5 (so SHD binning, caching and splits app
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 import math
 import struct
+import warnings
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -53,6 +55,7 @@ __all__ = [
     "CochlearEncoder",
     "read_wav",
     "resample",
+    "resampling_ratio",
     "centre_frequencies",
     "encode_files",
 ]
@@ -70,6 +73,7 @@ _TAIL_S = 0.08
 _CHANNEL_BLOCK = 128
 _FILE_BATCH = 64  # recordings read per encode_batch call in encode_files
 _GENERATOR_BUDGET = 1 << 23  # values (steps × recordings × channels) per spike-generator run
+_STREAMED_SIZE = 0xFFFFFFFF  # RIFF size written by streaming encoders that do not know the length
 
 
 class AudioError(ValueError):
@@ -77,10 +81,11 @@ class AudioError(ValueError):
 
 
 def read_wav(path: PathLike) -> tuple[np.ndarray, int]:
-    """``(mono float32 samples in [-1, 1], sample rate)`` of a PCM or float WAV file.
+    """``(mono float32 samples, sample rate)`` of a PCM or float WAV file.
 
-    Stereo (or more channels) is averaged to mono. Empty, truncated or non-WAV files raise
-    :class:`AudioError` naming the file.
+    Integer PCM is scaled to [-1, 1); float data are kept as stored. Stereo (or more channels) is averaged
+    to mono. Empty, truncated (data ending before the size in the header) or non-WAV files, a zero sample
+    rate and NaN, Inf or values beyond the float32 range raise :class:`AudioError` naming the file.
     """
     from scipy.io import wavfile
 
@@ -88,9 +93,21 @@ def read_wav(path: PathLike) -> tuple[np.ndarray, int]:
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
     try:
-        rate, data = wavfile.read(path)
-    except (ValueError, OSError, EOFError, struct.error) as err:
-        raise AudioError(f"{path}: not a readable WAV file ({err})") from None
+        raw = path.read_bytes()
+    except OSError as err:
+        raise AudioError(f"{path}: cannot read ({err})") from None
+    streamed = raw[4:8] == struct.pack("<I", _STREAMED_SIZE)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=wavfile.WavFileWarning)  # unknown chunks are skipped
+            if not streamed:
+                warnings.filterwarnings("error", message="Reached EOF prematurely", category=wavfile.WavFileWarning)
+            # From memory, so a header announcing gigabytes reads only the bytes that exist.
+            rate, data = wavfile.read(io.BytesIO(raw))
+    except wavfile.WavFileWarning as err:
+        raise AudioError(f"{path}: truncated WAV file ({err})") from None
+    except Exception as err:  # scipy's parser fails on malformed headers with assorted exception types
+        raise AudioError(f"{path}: not a readable WAV file ({type(err).__name__}: {err})") from None
     if data.size == 0:
         raise AudioError(f"{path}: the file holds no audio samples")
     if rate <= 0:
@@ -99,22 +116,40 @@ def read_wav(path: PathLike) -> tuple[np.ndarray, int]:
         samples = (data.astype(np.float32) - 128.0) / 128.0
     elif np.issubdtype(data.dtype, np.integer):
         samples = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
-    else:
-        samples = data.astype(np.float32)
+    else:  # float data: average in float64, so large values cannot overflow on the way
+        samples = data.astype(np.float64)
     if samples.ndim == 2:
         samples = samples.mean(axis=1)
+    with np.errstate(over="ignore"):
+        samples = samples.astype(np.float32)
     if not np.all(np.isfinite(samples)):
-        raise AudioError(f"{path}: the samples contain NaN or Inf")
+        raise AudioError(f"{path}: the samples contain NaN, Inf or values beyond the float32 range")
     return samples, int(rate)
 
 
+def resampling_ratio(rate: int, target: int) -> Fraction:
+    """``target / rate`` as the polyphase factors ``up / down`` with ``down <= 1000``.
+
+    Raises ``ValueError`` where no such fraction is within 0.1 % of the true ratio (rates more than
+    2000 times apart), which would change the pitch or leave no samples.
+    """
+    exact = Fraction(int(target), int(rate))
+    ratio = exact.limit_denominator(1000)
+    if ratio == 0 or abs(ratio - exact) > exact / 1000:
+        raise ValueError(
+            f"cannot resample {rate} Hz audio to {target} Hz (the ratio has no close fraction with denominator <= 1000); "
+            f"is the sample rate in the header right?"
+        )
+    return ratio
+
+
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
-    """Polyphase resampling from ``rate`` to ``target`` Hz (ratio approximated to 1/1000)."""
+    """Polyphase resampling from ``rate`` to ``target`` Hz (see :func:`resampling_ratio`)."""
     if rate == target:
         return samples
     from scipy.signal import resample_poly
 
-    ratio = Fraction(int(target), int(rate)).limit_denominator(1000)
+    ratio = resampling_ratio(rate, target)
     return resample_poly(samples, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
@@ -264,9 +299,18 @@ class CochlearEncoder:
         """Events of one recording (see :meth:`encode_batch`)."""
         return self.encode_batch([(samples, rate)])[0]
 
+    def read(self, path: PathLike) -> tuple[np.ndarray, int]:
+        """:func:`read_wav`, also refusing a sample rate this encoder cannot resample from (errors name the file)."""
+        samples, rate = read_wav(path)
+        try:
+            resampling_ratio(rate, self.sample_rate)
+        except ValueError as err:
+            raise AudioError(f"{path}: {err}") from None
+        return samples, rate
+
     def encode_file(self, path: PathLike) -> tuple[np.ndarray, np.ndarray]:
         """Events of one WAV file (errors name the file)."""
-        return self.encode(*read_wav(path))
+        return self.encode(*self.read(path))
 
 
 @functools.lru_cache(maxsize=8)
@@ -316,7 +360,7 @@ def encode_files(
     with tqdm(total=len(paths), desc="encoding audio", unit="file", disable=not progress) as bar:
         for lo in range(0, len(order), _FILE_BATCH):
             batch = order[lo: lo + _FILE_BATCH]
-            for i, events in zip(batch, encoder.encode_batch([read_wav(paths[i]) for i in batch])):
+            for i, events in zip(batch, encoder.encode_batch([encoder.read(paths[i]) for i in batch])):
                 samples[i] = events
             bar.update(len(batch))
     extra = {"files": list(names) if names is not None else [Path(p).name for p in paths]}

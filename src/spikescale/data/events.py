@@ -39,6 +39,7 @@ from torch import Tensor
 
 __all__ = [
     "ALIGNMENTS",
+    "MAX_SAMPLE_CELLS",
     "EventBinning",
     "SparseFrames",
     "bin_events",
@@ -51,6 +52,18 @@ ALIGNMENTS = ("zero", "first_spike")
 
 # Events handled per vectorised pass: bounds the temporary arrays (about 40 bytes per event).
 _CHUNK_EVENTS = 1 << 21
+
+# Largest sample binning accepts, in frame cells (steps × output channels): 2^28 float32 cells are 1 GiB
+# per dense item. Longer samples come from corrupt spike times or a mistaken dt and could not be read.
+MAX_SAMPLE_CELLS = 1 << 28
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @dataclass(frozen=True)
@@ -78,20 +91,30 @@ class EventBinning:
     channels: int = 700
 
     def __post_init__(self):
-        if not (isinstance(self.dt_ms, (int, float)) and math.isfinite(self.dt_ms) and self.dt_ms > 0):
+        if not (_is_number(self.dt_ms) and math.isfinite(self.dt_ms) and self.dt_ms > 0):
             raise ValueError(f"dt_ms must be a positive number of milliseconds, got {self.dt_ms!r}")
-        if self.duration_ms is not None and not (math.isfinite(self.duration_ms) and self.duration_ms > 0):
-            raise ValueError(f"duration_ms must be positive or None, got {self.duration_ms!r}")
+        if self.duration_ms is not None and not (_is_number(self.duration_ms) and math.isfinite(self.duration_ms) and self.duration_ms > 0):
+            raise ValueError(f"duration_ms must be a positive number of milliseconds or None, got {self.duration_ms!r}")
         if self.align not in ALIGNMENTS:
             raise ValueError(f"unknown align {self.align!r}; expected one of {ALIGNMENTS}")
-        if not isinstance(self.channels, int) or self.channels < 1:
+        if not _is_count(self.channels):
             raise ValueError(f"channels must be a positive int, got {self.channels!r}")
-        if not isinstance(self.pool, int) or self.pool < 1 or self.channels % self.pool:
+        if not _is_count(self.pool) or self.channels % self.pool:
             raise ValueError(f"pool must be a positive int dividing channels={self.channels}, got {self.pool!r}")
+        for name in ("binary", "faithful"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.faithful and (self.align != "zero" or self.duration_ms is None):
             raise ValueError(
                 "faithful (DH-SNN) binning counts time from t=0 over a fixed duration; "
                 "use align='zero' and set duration_ms (1000 in the official code)"
+            )
+        steps = 1.0 if self.duration_ms is None else self.duration_ms / self.dt_ms
+        if not steps * self.out_channels <= MAX_SAMPLE_CELLS:
+            raise ValueError(
+                f"duration_ms={self.duration_ms!r} / dt_ms={self.dt_ms!r} gives {steps:.4g} steps × {self.out_channels} "
+                f"channels per sample, more than {MAX_SAMPLE_CELLS} frame cells; use a larger dt_ms, a shorter "
+                f"duration_ms or a larger pool"
             )
 
     @property
@@ -196,8 +219,10 @@ def _check_events(
         )
 
 
-def _sample_lengths(times: np.ndarray, offsets: np.ndarray, t0: np.ndarray, binning: EventBinning) -> np.ndarray:
-    """Steps per sample (see module docstring)."""
+def _sample_lengths(
+    times: np.ndarray, offsets: np.ndarray, t0: np.ndarray, binning: EventBinning, source: str, first: int
+) -> np.ndarray:
+    """Steps per sample (see module docstring); a sample longer than :data:`MAX_SAMPLE_CELLS` is an error."""
     fixed = binning.fixed_steps
     n = offsets.size - 1
     if fixed is not None:
@@ -207,8 +232,16 @@ def _sample_lengths(times: np.ndarray, offsets: np.ndarray, t0: np.ndarray, binn
     nonempty = counts > 0
     if nonempty.any():
         last[nonempty] = np.maximum.reduceat(times.astype(np.float64), offsets[:-1][nonempty])
-    span_steps = np.floor((last - t0) * 1000.0 / binning.dt_ms)
-    return np.where(nonempty, span_steps + 1, 1).astype(np.int64)
+    steps = np.where(nonempty, np.floor((last - t0) * 1000.0 / binning.dt_ms) + 1, 1)  # float64: no overflow
+    too_long = steps * binning.out_channels > MAX_SAMPLE_CELLS
+    if too_long.any():
+        i = int(np.flatnonzero(too_long)[0])
+        raise ValueError(
+            f"{source}: sample {first + i} spans {last[i] - t0[i]:.6g} s = {steps[i]:.4g} steps of {binning.dt_ms:g} ms "
+            f"× {binning.out_channels} channels, more than {MAX_SAMPLE_CELLS} frame cells; check its spike times "
+            f"(seconds expected) or set duration_ms or a larger dt_ms"
+        )
+    return steps.astype(np.int64)
 
 
 def _first_spikes(times: np.ndarray, offsets: np.ndarray, binning: EventBinning) -> np.ndarray:
@@ -222,10 +255,14 @@ def _first_spikes(times: np.ndarray, offsets: np.ndarray, binning: EventBinning)
 
 
 def _steps_of(times: np.ndarray, sample: np.ndarray, t0: np.ndarray, binning: EventBinning, max_steps: int) -> np.ndarray:
+    """Step of each event, capped at ``max_steps`` (such events are dropped; the cap keeps huge times from
+    overflowing the integer conversion)."""
     if binning.faithful:
-        edges = (np.arange(max_steps, dtype=np.float64) * (binning.dt_ms / 1000.0)).astype(times.dtype)
+        with np.errstate(over="ignore"):  # edges beyond the dtype's range become inf, as in the official loop
+            edges = (np.arange(max_steps, dtype=np.float64) * (binning.dt_ms / 1000.0)).astype(times.dtype)
         return np.searchsorted(edges, times, side="left").astype(np.int64)
-    return np.floor((times.astype(np.float64) - t0[sample]) * 1000.0 / binning.dt_ms).astype(np.int64)
+    steps = np.floor((times.astype(np.float64) - t0[sample]) * 1000.0 / binning.dt_ms)
+    return np.minimum(steps, max_steps).astype(np.int64)
 
 
 def _channels_of(units: np.ndarray, binning: EventBinning) -> tuple[np.ndarray, np.ndarray]:
@@ -273,7 +310,7 @@ def bin_events(
         times = times.astype(np.float64)
     channels = binning.out_channels
     t0 = _first_spikes(times, offsets, binning)
-    lengths = _sample_lengths(times, offsets, t0, binning)
+    lengths = _sample_lengths(times, offsets, t0, binning, source, first_sample)
     n = lengths.size
     step_type = _small_uint(int(lengths.max(initial=1)))
     chan_type = _small_uint(channels)

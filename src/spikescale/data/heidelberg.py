@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
 
 REQUIRED_KEYS = ("spikes/times", "spikes/units", "labels")
+# Each event dataset: one variable-length array per sample, of these numpy kinds.
+_EVENT_KINDS = {"spikes/times": ("iuf", "numbers (seconds)"), "spikes/units": ("iu", "integers (unit ids)")}
+_MAX_ID = 2**31  # labels and speaker ids are non-negative integers below this
 _CACHE_FORMAT = 1
 _BLOCK_SAMPLES = 2048
 
@@ -62,7 +65,8 @@ class SpikeFile:
 
     Opening validates the schema and reads the small per-sample arrays (labels, speakers, class names);
     spike events are read on demand. Errors name the file and the key: missing file →
-    ``FileNotFoundError``; not HDF5, truncated, missing keys or inconsistent lengths → :class:`SpikeFileError`.
+    ``FileNotFoundError``; not HDF5, truncated, missing keys, wrong types, labels or speaker ids that are
+    not non-negative integers, labels beyond ``extra/keys`` or inconsistent lengths → :class:`SpikeFileError`.
     """
 
     def __init__(self, path: PathLike):
@@ -73,13 +77,18 @@ class SpikeFile:
         self._pid: Optional[int] = None
         with self._open() as f:
             self._validate(f)
-            self.labels = self._read(f, "labels").astype(np.int64)
-            self.speakers = self._read(f, "extra/speaker").astype(np.int64) if "extra/speaker" in f else None
-            self.class_names = _decode(self._read(f, "extra/keys")) if "extra/keys" in f else None
+            self.labels = self._ids(self._read(f, "labels"), "labels")
+            self.speakers = self._ids(self._read(f, "extra/speaker"), "extra/speaker") if self._has(f, "extra/speaker") else None
+            self.class_names = _decode(self._read(f, "extra/keys")) if self._has(f, "extra/keys") else None
             self.attrs = dict(f.attrs)
         if self.speakers is not None and self.speakers.shape != self.labels.shape:
             raise SpikeFileError(
-                f"{self.path}: extra/speaker has {self.speakers.shape[0]} entries but labels has {len(self)}"
+                f"{self.path}: extra/speaker has {self.speakers.shape} entries but labels has {self.labels.shape}; "
+                f"expected one speaker per sample"
+            )
+        if self.class_names is not None and len(self) and self.labels.max() >= len(self.class_names):
+            raise SpikeFileError(
+                f"{self.path}: labels go up to {self.labels.max()} but extra/keys names {len(self.class_names)} classes"
             )
 
     def _open(self) -> h5py.File:
@@ -88,21 +97,56 @@ class SpikeFile:
         except OSError as err:
             raise SpikeFileError(f"{self.path}: not a readable HDF5 file (truncated or corrupt?): {err}") from None
 
+    def _corrupt(self, what: str, err: Exception) -> SpikeFileError:
+        return SpikeFileError(f"{self.path}: cannot read {what} (truncated or corrupt?): {err}")
+
+    def _has(self, f: h5py.File, key: str) -> bool:
+        try:
+            return key in f
+        except (OSError, KeyError, RuntimeError, ValueError) as err:  # h5py's errors on a damaged object table
+            raise self._corrupt(repr(key), err) from None
+
     def _read(self, f: h5py.File, key: str) -> np.ndarray:
         try:
             return f[key][()]
-        except (OSError, KeyError, RuntimeError) as err:
-            raise SpikeFileError(f"{self.path}: cannot read {key!r} (truncated or corrupt?): {err}") from None
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise self._corrupt(repr(key), err) from None
+
+    def _ids(self, values: np.ndarray, key: str) -> np.ndarray:
+        """``values`` (labels or speaker ids) as int64, if they are whole numbers in ``[0, 2^31)``."""
+        values = np.asarray(values)
+        if values.dtype.kind not in "iuf":
+            raise SpikeFileError(f"{self.path}: {key} must hold integers, got dtype {values.dtype}")
+        with np.errstate(invalid="ignore"):
+            bad = ~((values >= 0) & (values < _MAX_ID) & (values == np.floor(values)))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise SpikeFileError(
+                f"{self.path}: {key} of sample {i} is {values[i]!r}; expected a non-negative integer below 2^31"
+            )
+        return values.astype(np.int64)
 
     def _validate(self, f: h5py.File) -> None:
         for key in REQUIRED_KEYS:
-            if key not in f:
+            if not self._has(f, key):
                 raise SpikeFileError(
                     f"{self.path}: missing key {key!r}; expected the SHD schema with "
                     f"{', '.join(REQUIRED_KEYS)} (and optionally extra/speaker, extra/keys)"
                 )
-            if not isinstance(f[key], h5py.Dataset) or f[key].ndim != 1:
-                raise SpikeFileError(f"{self.path}: {key!r} must be a 1-D dataset, got {f[key]}")
+            try:
+                node = f[key]
+            except (OSError, KeyError, RuntimeError, ValueError) as err:
+                raise self._corrupt(repr(key), err) from None
+            if not isinstance(node, h5py.Dataset) or node.ndim != 1:
+                raise SpikeFileError(f"{self.path}: {key!r} must be a 1-D dataset, got {node}")
+            if key in _EVENT_KINDS:
+                kinds, what = _EVENT_KINDS[key]
+                base = h5py.check_vlen_dtype(node.dtype)
+                if not isinstance(base, np.dtype) or base.kind not in kinds:
+                    raise SpikeFileError(
+                        f"{self.path}: {key!r} must hold one variable-length array of {what} per sample, "
+                        f"got dtype {node.dtype if base is None else base}"
+                    )
         sizes = {key: f[key].shape[0] for key in REQUIRED_KEYS}
         if len(set(sizes.values())) != 1:
             raise SpikeFileError(f"{self.path}: datasets differ in length {sizes}; expected one entry per sample in each")
@@ -142,8 +186,8 @@ class SpikeFile:
         f = self._file()
         try:
             times, units = f["spikes/times"][index], f["spikes/units"][index]
-        except (OSError, RuntimeError) as err:
-            raise SpikeFileError(f"{self.path}: cannot read the spikes of sample {index} (truncated or corrupt?): {err}") from None
+        except (OSError, RuntimeError, KeyError, ValueError) as err:
+            raise self._corrupt(f"the spikes of sample {index}", err) from None
         if times.shape != units.shape:
             raise SpikeFileError(f"{self.path}: sample {index} has {times.size} times but {units.size} units")
         return times, units
@@ -155,8 +199,8 @@ class SpikeFile:
         try:
             times = f["spikes/times"][start:stop]
             units = f["spikes/units"][start:stop]
-        except (OSError, RuntimeError) as err:
-            raise SpikeFileError(f"{self.path}: cannot read the spikes of samples {start}–{stop - 1} (truncated or corrupt?): {err}") from None
+        except (OSError, RuntimeError, KeyError, ValueError) as err:
+            raise self._corrupt(f"the spikes of samples {start}–{stop - 1}", err) from None
         for i, (t, u) in enumerate(zip(times, units)):
             if t.shape != u.shape:
                 raise SpikeFileError(f"{self.path}: sample {start + i} has {t.size} times but {u.size} units")

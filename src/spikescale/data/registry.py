@@ -248,6 +248,7 @@ def _sequential_images(root, permuted: bool, permutation_seed: int, valid_fracti
     train_images, train_labels = load_image_set(root, "train")
     test_images, test_labels = load_image_set(root, "test")
     mean, std = pixel_statistics(train_images)
+    std = std if std > 0 else 1.0  # every training pixel equal: centre only (as ChannelNormalizer does)
     order = pixel_permutation(train_images[0].size, permutation_seed) if permuted else None
     train_all = SequentialImages(train_images, train_labels, mean=mean, std=std, permutation=order)
     test = SequentialImages(test_images, test_labels, mean=mean, std=std, permutation=order)
@@ -258,7 +259,7 @@ def _sequential_images(root, permuted: bool, permutation_seed: int, valid_fracti
         train, valid = Subset(train_all, keep.tolist()), Subset(train_all, held.tolist())
     kind = f"PS-{what} (pixel permutation seed {permutation_seed})" if permuted else f"S-{what}"
     return DataSplits(
-        train, valid, test, 1, int(train_labels.max()) + 1, None,
+        train, valid, test, 1, int(max(train_labels.max(), test_labels.max())) + 1, None,
         f"{kind}: one pixel per step ({train_images[0].size} steps), normalised with the training mean {mean:.4f} / std {std:.4f}",
     )
 
@@ -316,6 +317,9 @@ def arrays(
             data[split] = ArrayDataset(x, part.labels, layout="NTC", lengths=lengths, name=f"{Path(path).name}:{split}")
     train_all, test = data["train"], data["test"]
     train_idx, valid_idx = carve_validation(np.arange(len(train_all)), train_all.labels, valid_fraction, seed)
+    if not len(train_idx):
+        raise ValueError(f"{path}: valid_fraction={valid_fraction} leaves none of the {len(train_all)} training series "
+                         f"for training; use a smaller valid_fraction or more samples")
     mode = ("minmax" if encoder == "rate" else "standard") if normalize == "auto" else normalize
     normalizer = ChannelNormalizer.fit((train_all.series(int(i)) for i in train_idx), mode)
 

@@ -1,7 +1,10 @@
 """Recipe schema: strict validation with every problem reported at once, overrides and grids.
 
 A recipe is a YAML mapping with the sections below. Unknown or mistyped keys are errors that name the
-key path and the allowed keys; all problems are collected into one :class:`ConfigError`.
+key path and the allowed keys; ``data.options`` are checked against the options of the named data source
+and, like the model's numeric settings, against their ranges (:data:`DATA_OPTIONS`, :data:`MODEL_RANGES`),
+so a wrong value is reported before any data is loaded. All problems are collected into one
+:class:`ConfigError`.
 
 .. code-block:: yaml
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import copy
 import inspect
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -36,10 +40,20 @@ from ..train.ttfs_objective import MODEL_OPTIONS as TTFS_MODEL_OPTIONS
 from ..train.ttfs_objective import OBJECTIVE_OPTIONS as TTFS_OBJECTIVE_OPTIONS
 from ..train.objective import SequenceObjective
 from ..train.ttfs_objective import build_ttfs
-from ..nn.readout import READOUT_MODES
+from ..nn.readout import READOUT_MODES, Readout
 from ..train.losses import DECODERS
+from ..data.arrays import LAYOUTS
+from ..data.audio import SCALES, SPIKE_MODES
+from ..data.encoders import ENCODERS, NORMALIZATIONS
+from ..data.events import ALIGNMENTS
+from ..data.registry import SPLIT_NAMES, list_datasets
+from ..data.xor import XOR_TASKS
+from .sources import DATA_NAMES, STATIC_IMAGES
 
-__all__ = ["ConfigError", "load_recipe", "validate", "apply_overrides", "expand_grid", "RECIPES_DIR", "list_recipes"]
+__all__ = [
+    "ConfigError", "load_recipe", "validate", "apply_overrides", "expand_grid", "RECIPES_DIR", "list_recipes",
+    "DATA_OPTIONS", "MODEL_RANGES", "data_source_options",
+]
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -75,7 +89,79 @@ def _one_of(*choices) -> Callable[[Any], Optional[str]]:
     return lambda value: None if value in choices else f"must be one of {list(choices)}"
 
 
+def _within(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Callable[[Any], Optional[str]]:
+    """A check that a number lies in the interval from ``low`` to ``high`` (each end open or closed)."""
+    text = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def check(value) -> Optional[str]:
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        return None if above and below else f"must lie in {text}"
+
+    return check
+
+
+def _splits(value) -> Optional[str]:
+    names = [value] if isinstance(value, str) else value
+    return None if all(n in SPLIT_NAMES for n in names) else f"must name splits from {list(SPLIT_NAMES)}"
+
+
 _NUMBER = (int, float)
+_NONE = type(None)
+_FRACTION = _within(0, 1, high_open=True)
+_PROBABILITY = _within(0, 1)
+
+# data.options, by option name (a name means the same in every source that has it). Which names a source
+# accepts comes from the source itself (data_source_options); every option of every source has an entry.
+DATA_OPTIONS: dict[str, Key] = {
+    "root": Key((str, _NONE)), "path": Key((str, _NONE)), "cache_dir": Key((str, _NONE)),
+    "dt_ms": Key(_NUMBER, check=_positive), "duration_ms": Key(_NUMBER + (_NONE,), check=_positive),
+    "align": Key(str, check=_one_of(*ALIGNMENTS)), "pool": Key(int, check=_positive),
+    "binary": Key(bool), "faithful": Key(bool), "cache": Key(bool), "progress": Key(bool),
+    "valid_fraction": Key(_NUMBER, check=_FRACTION), "test_fraction": Key(_NUMBER, check=_FRACTION),
+    "seed": Key(int, check=_non_negative), "permutation_seed": Key(int, check=_non_negative),
+    "noise_hz": Key(_NUMBER, check=_non_negative), "noise_splits": Key((list, str), check=_splits),
+    "channels": Key(int, check=_positive), "sample_rate": Key(int, check=_positive),
+    "scale": Key(str, check=_one_of(*SCALES)), "spikes": Key(str, check=_one_of(*SPIKE_MODES)),
+    "gain": Key(_NUMBER, check=_positive), "step_ms": Key(_NUMBER, check=_positive),
+    "layout": Key(str, check=_one_of(*LAYOUTS)), "steps": Key((int, _NONE), check=_positive),
+    "time_factor": Key(_NUMBER + (_NONE,), check=_positive), "normalize": Key(str, check=_one_of("auto", *NORMALIZATIONS)),
+    "encoder": Key(str, check=_one_of(*ENCODERS)), "delta": Key(_NUMBER, check=_positive),
+    "polarity": Key(str, check=_one_of("both", "up")),
+    "pattern_steps": Key(int, check=_positive), "gap": Key(int, check=_positive),  # generated XOR tasks
+    "low": Key(_NUMBER, check=_PROBABILITY), "high": Key(_NUMBER, check=_PROBABILITY), "noise": Key(_NUMBER, check=_PROBABILITY),
+}
+
+# Numeric and boolean model settings, by name, checked wherever the model kind accepts the name.
+MODEL_RANGES: dict[str, Key] = {
+    "branches": Key(int, check=_positive), "group_size": Key(int, check=_positive),
+    "max_delay": Key(int, check=_positive), "delays_per_synapse": Key(int, check=_positive),  # K and Q of DCLS
+    "dt": Key(_NUMBER, check=_positive), "threshold": Key(_NUMBER, check=_positive),
+    "tau": Key(_NUMBER, check=_within(1, float("inf"), low_open=True)), "tau_in": Key(_NUMBER, check=_positive),
+    "dropout": Key(_NUMBER, check=_FRACTION), "sparsity": Key(_NUMBER + (_NONE,), check=_within(0, 1, low_open=True)),
+    "event_density": Key(_NUMBER + (_NONE,), check=_PROBABILITY),
+    "tolerance": Key(_NUMBER, check=_within(0, 1, low_open=True, high_open=True)),
+    "sigma": Key(_NUMBER + (_NONE,), check=_positive), "chunk_size": Key((int, _NONE), check=_positive),
+    "weight_std": Key(_NUMBER, check=_non_negative), "slope_floor": Key(_NUMBER, check=_non_negative),
+    "time_penalty": Key(_NUMBER, check=_non_negative), "time_penalty_scale": Key(_NUMBER, check=_positive),
+    "silent_penalty": Key(_NUMBER, check=_non_negative), "seed": Key(int, check=_non_negative),
+    "max_dw": Key(_NUMBER + (_NONE,), check=_positive), "t_max": Key(_NUMBER + (_NONE,)),
+    **{name: Key(bool) for name in ("learn_alpha", "learn_beta", "learn_threshold", "bias", "detach_reset", "scale_input",
+                                     "faithful", "sparse_backward", "batch_norm", "silent_zero")},
+    # structured settings: only their shape is checked here, their content when the model is built
+    "readout_options": Key((dict, _NONE)), "bump": Key((dict, _NONE)), "regularisers": Key(list),
+    "surrogate": Key((str, dict)), "sigma_schedule": Key((bool, dict)),
+}
+
+
+def data_source_options(name: str) -> Optional[dict[str, Any]]:
+    """``{option: default}`` that ``data.options`` may hold for the source ``name`` (``None``: unknown source)."""
+    if name in XOR_TASKS:
+        params = inspect.signature(XOR_TASKS[name]).parameters
+        return {p: v.default for p, v in params.items() if p not in ("batch", "generator")}
+    if name in STATIC_IMAGES:
+        return {"seed": 0}
+    return list_datasets().get(name)
 
 SCHEMA: dict[str, Any] = {
     "name": Key(str, None),
@@ -158,25 +244,39 @@ def _type_name(types) -> str:
     return " or ".join("null" if t is type(None) else t.__name__ for t in types)
 
 
-def _check_value(path: str, key: Key, value, problems: list[str]) -> None:
+def _check_value(path: str, key: Key, value, problems: list[str]) -> bool:
+    """Whether ``value`` has the key's type and passes its check (else the problem is added)."""
     if isinstance(value, bool) and bool not in (key.types if isinstance(key.types, tuple) else (key.types,)):
         problems.append(f"{path}: expected {_type_name(key.types)}, got a boolean ({value})")
-        return
+        return False
     if not isinstance(value, key.types):
         problems.append(f"{path}: expected {_type_name(key.types)}, got {type(value).__name__} ({value!r})")
-        return
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"{path}: expected a finite number, got {value}")
+        return False
     if key.check is not None and value is not None:
         problem = key.check(value)
         if problem:
             problems.append(f"{path}: {problem} (got {value!r})")
+            return False
+    return True
+
+
+def _unknown(keys) -> list:
+    """Keys sorted for messages (YAML keys need not be strings, so sort by their text)."""
+    return sorted(keys, key=str)
 
 
 def _validate_section(path: str, schema: dict, section, problems: list[str]) -> dict:
-    if not isinstance(section, dict):
+    """The section with defaults filled in; its problems are added to ``problems``. A section that is not a
+    mapping is reported once and replaced by its defaults, so later checks always see every key."""
+    complete = isinstance(section, dict)
+    if not complete:
         problems.append(f"{path}: expected a mapping, got {type(section).__name__}")
-        return {}
+        section = {}
     out = {}
-    for name in sorted(set(section) - set(schema)):
+    for name in _unknown(set(section) - set(schema)):
         problems.append(f"{path}.{name}: unknown key; allowed keys: {sorted(schema)}")
     for name, key in schema.items():
         where = f"{path}.{name}" if path else name
@@ -185,10 +285,12 @@ def _validate_section(path: str, schema: dict, section, problems: list[str]) -> 
         elif key is None:
             continue
         elif name in section:
-            _check_value(where, key, section[name], problems)
-            out[name] = section[name]
+            valid = _check_value(where, key, section[name], problems)
+            # A wrong value is reported and replaced by the default, so later checks see well-typed values.
+            out[name] = section[name] if valid or key.default is _REQUIRED else copy.deepcopy(key.default)
         elif key.default is _REQUIRED:
-            problems.append(f"{where}: required key is missing")
+            if complete:
+                problems.append(f"{where}: required key is missing")
         else:
             out[name] = copy.deepcopy(key.default)
     return out
@@ -202,17 +304,55 @@ def _validate_model(model, problems: list[str]) -> dict:
     if kind not in KINDS:
         problems.append(f"model.kind: must be one of {KINDS} (got {kind!r})")
         return dict(model)
-    allowed = _model_keys(kind)
-    for name in sorted(set(model) - allowed):
-        problems.append(f"model.{name}: unknown key for kind {kind!r}; allowed keys: {sorted(allowed)}")
+    _check_settings("model", model, _model_keys(kind), f"for kind {kind!r}", problems)
     hidden = model.get("hidden")
     if not (isinstance(hidden, list) and hidden and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)):
         problems.append(f"model.hidden: expected a non-empty list of positive integers (got {hidden!r})")
     if "readout" in model and model["readout"] not in READOUT_MODES:
         problems.append(f"model.readout: must be one of {list(READOUT_MODES)} (got {model['readout']!r})")
-    if "branches" in model and (not isinstance(model["branches"], int) or isinstance(model["branches"], bool) or model["branches"] < 1):
-        problems.append(f"model.branches: expected an integer >= 1 (got {model['branches']!r})")
+    if isinstance(model.get("readout_options"), dict):
+        mode = model.get("readout", "integrator")
+        _check_settings("model.readout_options", model["readout_options"], _readout_keys(kind, mode),
+                        f"for kind {kind!r} with readout {mode!r}", problems)
     return dict(model)
+
+
+def _check_settings(path: str, settings: dict, allowed: set[str], context: str, problems: list[str]) -> None:
+    """Each key of ``settings`` is in ``allowed`` and, where :data:`MODEL_RANGES` has it, in range."""
+    for name in _unknown(set(settings) - allowed):
+        problems.append(f"{path}.{name}: unknown key {context}; allowed keys: {sorted(allowed)}")
+    for name in sorted(allowed & set(MODEL_RANGES) & set(settings)):
+        _check_value(f"{path}.{name}", MODEL_RANGES[name], settings[name], problems)
+
+
+def _readout_keys(kind: str, mode) -> set[str]:
+    """Keys ``model.readout_options`` may hold: the delayed readout's delay options for ``delays``, else
+    :class:`Readout` arguments (plus soma options for a spiking readout)."""
+    if kind == "delays":
+        return set(DELAY_OPTIONS)
+    keys = set(inspect.signature(Readout.__init__).parameters) - {"self", "in_features", "out_features", "mode", "soma"}
+    if mode == "spike_count":
+        keys |= set(inspect.signature(Soma.__init__).parameters) - {"self", "neurons"}
+    return keys
+
+
+def _validate_data_options(data: dict, problems: list[str]) -> None:
+    """``data.name`` is a known source and each of ``data.options`` is one of its options, in range."""
+    name, options = data.get("name"), data.get("options")
+    if not isinstance(name, str):
+        return  # its type is reported by the schema
+    accepted = data_source_options(name)
+    if accepted is None:
+        problems.append(f"data.name: unknown data source {name!r}; available: {DATA_NAMES}")
+        return
+    for key in _unknown(options or {}):
+        where = f"data.options.{key}"
+        if key not in accepted:
+            problems.append(f"{where}: not an option of {name!r}; its options are {sorted(accepted)}")
+        elif options[key] is None and accepted[key] is not None:
+            problems.append(f"{where}: {name!r} needs a value here, not null")
+        elif key in DATA_OPTIONS:
+            _check_value(where, DATA_OPTIONS[key], options[key], problems)
 
 
 def validate(recipe, source: str = "recipe") -> dict:
@@ -224,9 +364,12 @@ def validate(recipe, source: str = "recipe") -> dict:
     out["model"] = _validate_model(recipe.get("model", {}), problems) if "model" in recipe else {}
     if "model" not in recipe:
         problems.append("model: required section is missing")
+    _validate_data_options(out["data"], problems)
     for path in out.get("grid", {}):
         values = out["grid"][path]
-        if not isinstance(values, list) or not values:
+        if not isinstance(path, str):
+            problems.append(f"grid.{path}: grid keys must be dotted key paths such as model.branches")
+        elif not isinstance(values, list) or not values:
             problems.append(f"grid.{path}: expected a non-empty list of values")
         elif not _path_exists(recipe, path):
             problems.append(f"grid.{path}: no such key in the recipe schema")
@@ -240,7 +383,7 @@ def _validate_space(recipe: dict, space: dict, problems: list[str]) -> None:
     """Each ``search.space`` entry: a recipe key path and ``{type: float|int|categorical, ...}``."""
     for path, spec in space.items():
         where = f"search.space.{path}"
-        if not _path_exists(recipe, path):
+        if not isinstance(path, str) or not _path_exists(recipe, path):
             problems.append(f"{where}: no such key in the recipe schema")
         if not isinstance(spec, dict) or spec.get("type") not in SEARCH_TYPES:
             problems.append(f"{where}: expected a mapping with type one of {sorted(SEARCH_TYPES)}")
@@ -261,8 +404,9 @@ def _path_exists(recipe: dict, path: str) -> bool:
     if not rest:
         return head in SCHEMA and head not in ("grid", "search")
     if head == "model":
-        kind = recipe.get("model", {}).get("kind")
-        return kind in KINDS and rest.split(".")[0] in _model_keys(kind)
+        model = recipe.get("model")
+        kind = model.get("kind") if isinstance(model, dict) else None
+        return isinstance(kind, str) and kind in KINDS and rest.split(".")[0] in _model_keys(kind)
     section = SCHEMA.get(head)
     if not isinstance(section, dict):
         return False
@@ -297,6 +441,11 @@ def set_path(recipe: dict, path: str, value) -> None:
         raise ConfigError([f"{path}: cannot set a key inside {type(node).__name__}"], "override")
 
 
+# yaml's own errors, a ValueError from a tag's constructor (e.g. an impossible !!timestamp), or nesting
+# deeper than the parser's recursion allows.
+_YAML_ERRORS = (yaml.YAMLError, ValueError, RecursionError)
+
+
 def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
     """Apply ``["a.b=value", ...]`` (values parsed as YAML) to a copy of ``recipe``."""
     recipe = copy.deepcopy(recipe)
@@ -308,7 +457,7 @@ def apply_overrides(recipe: dict, overrides: list[str]) -> dict:
             continue
         try:
             value = yaml.safe_load(text)
-        except yaml.YAMLError as err:
+        except _YAML_ERRORS as err:
             problems.append(f"--set {item!r}: value is not valid YAML ({err})")
             continue
         set_path(recipe, path.strip(), value)
@@ -369,7 +518,9 @@ def load_recipe(name_or_path: Union[str, Path], overrides: Optional[list[str]] =
     try:
         with open(path, encoding="utf-8") as handle:
             recipe = yaml.safe_load(handle)
-    except yaml.YAMLError as err:
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"not UTF-8 text ({err})"], str(path)) from None
+    except _YAML_ERRORS as err:
         raise ConfigError([f"not valid YAML: {err}"], str(path)) from None
     if not isinstance(recipe, dict):
         raise ConfigError([f"the recipe must be a YAML mapping, got {type(recipe).__name__}"], str(path))
