@@ -97,6 +97,9 @@ def read_wav(path: PathLike) -> tuple[np.ndarray, int]:
     except OSError as err:
         raise AudioError(f"{path}: cannot read ({err})") from None
     streamed = raw[4:8] == struct.pack("<I", _STREAMED_SIZE)
+    missing = _missing_data_bytes(raw)
+    if missing and not streamed:
+        raise AudioError(f"{path}: truncated WAV file (the data chunk ends {missing} bytes before the size in its header)")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=wavfile.WavFileWarning)  # unknown chunks are skipped
@@ -125,6 +128,20 @@ def read_wav(path: PathLike) -> tuple[np.ndarray, int]:
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"{path}: the samples contain NaN, Inf or values beyond the float32 range")
     return samples, int(rate)
+
+
+def _missing_data_bytes(raw: bytes) -> int:
+    """Bytes the ``data`` chunk declares beyond the end of ``raw`` (0 if complete, streamed or not found).
+
+    scipy returns a short recording without a warning when only the chunk's size field overstates it.
+    """
+    offset = 12  # after "RIFF", the RIFF size and "WAVE"
+    while offset + 8 <= len(raw):
+        chunk, size = raw[offset: offset + 4], struct.unpack("<I", raw[offset + 4: offset + 8])[0]
+        if chunk == b"data":
+            return 0 if size == _STREAMED_SIZE else max(0, size - (len(raw) - offset - 8))
+        offset += 8 + size + (size & 1)
+    return 0
 
 
 def resampling_ratio(rate: int, target: int) -> Fraction:

@@ -1,0 +1,201 @@
+"""One test per defect the fuzz campaigns found (see docs/reliability.md): each input used to crash deep
+inside numpy/h5py/scipy, hang, or return a wrong result, and now gives a correct result or one clear error
+naming the file and the field."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from spikescale.data.arrays import load_npz
+from spikescale.data.audio import AudioError, CochlearEncoder, read_wav
+from spikescale.data.events import MAX_SAMPLE_CELLS, EventBinning, bin_events
+from spikescale.data.heidelberg import SpikeFile, SpikeFileError, write_spike_file
+from spikescale.data.idx import IDXError, read_idx
+from spikescale.experiments.config import ConfigError, load_recipe
+
+
+def _wav(path, samples: np.ndarray, rate: int = 8000, data_size=None, tag: int = 1) -> None:
+    payload = samples.tobytes()
+    bits = samples.dtype.itemsize * 8
+    fmt = struct.pack("<HHIIHH", tag, 1, rate, rate * samples.dtype.itemsize, samples.dtype.itemsize, bits)
+    size = len(payload) if data_size is None else data_size
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", size) + payload
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+# --- event binning --------------------------------------------------------------------------------
+
+
+def test_huge_spike_time_is_an_error_naming_the_sample_not_an_overflow():
+    times = np.array([0.001, 1e30], dtype=np.float32)
+    units = np.array([0, 1])
+    with pytest.raises(ValueError, match=r"shd_test\.h5: sample 3 spans .* frame cells"):
+        bin_events(times, units, np.array([0, 2]), EventBinning(dt_ms=1.0, channels=4), source="shd_test.h5", first_sample=3)
+
+
+def test_huge_spike_time_with_a_fixed_duration_is_dropped_not_wrapped_into_an_early_step():
+    times = np.array([0.0005, 2.0**63], dtype=np.float64)
+    frames = bin_events(times, np.array([0, 1]), np.array([0, 2]), EventBinning(dt_ms=1.0, duration_ms=5.0, channels=2))
+    dense = frames.dense(0).numpy()
+    assert dense.shape == (5, 2)
+    assert dense[:, 0].sum() == 1 and dense[:, 1].sum() == 0
+
+
+def test_binning_settings_of_the_wrong_type_or_too_large_are_errors():
+    with pytest.raises(ValueError, match="binary must be true or false"):
+        EventBinning(binary=1)
+    with pytest.raises(ValueError, match="dt_ms must be a positive number"):
+        EventBinning(dt_ms=True)
+    with pytest.raises(ValueError, match="frame cells"):
+        EventBinning(dt_ms=1e-6, duration_ms=1e3, channels=700)
+    assert MAX_SAMPLE_CELLS == 1 << 28
+
+
+# --- SHD/SSC HDF5 ---------------------------------------------------------------------------------
+
+
+def test_negative_or_fractional_labels_are_an_error_naming_the_key(tmp_path):
+    path = write_spike_file(tmp_path / "shd.h5", [(np.array([0.1]), np.array([1]))], [0])
+    with h5py.File(path, "r+") as f:
+        del f["labels"]
+        f["labels"] = np.array([-1.5])
+    with pytest.raises(SpikeFileError, match=r"shd\.h5: labels"):
+        SpikeFile(path)
+
+
+def test_event_dataset_that_is_not_variable_length_is_an_error(tmp_path):
+    path = write_spike_file(tmp_path / "shd.h5", [(np.array([0.1]), np.array([1]))], [0])
+    with h5py.File(path, "r+") as f:
+        del f["spikes/units"]
+        f["spikes/units"] = np.array([b"x"])
+    with pytest.raises(SpikeFileError, match=r"shd\.h5: 'spikes/units' must hold one variable-length array"):
+        SpikeFile(path)
+
+
+# --- WAV ------------------------------------------------------------------------------------------
+
+
+def test_truncated_wav_data_is_an_error_not_a_silently_short_recording(tmp_path):
+    path = tmp_path / "cut.wav"
+    _wav(path, np.zeros(100, dtype=np.int16), data_size=1000)
+    with pytest.raises(AudioError, match=r"cut\.wav: truncated"):
+        read_wav(path)
+
+
+def test_wav_header_announcing_gigabytes_reads_only_what_exists(tmp_path):
+    path = tmp_path / "huge.wav"
+    _wav(path, np.zeros(10, dtype=np.int16), data_size=0x7FFFFFF0)
+    with pytest.raises(AudioError, match=r"huge\.wav"):
+        read_wav(path)
+
+
+def test_float_wav_beyond_float32_range_is_an_error_not_inf(tmp_path):
+    path = tmp_path / "loud.wav"
+    _wav(path, np.array([0.0, 1e300], dtype=np.float64), tag=3)
+    with pytest.raises(AudioError, match=r"loud\.wav: .*float32 range"):
+        read_wav(path)
+
+
+def test_sample_rate_that_cannot_be_resampled_is_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "odd.wav"
+    _wav(path, np.zeros(64, dtype=np.int16), rate=40_000_000)
+    with pytest.raises(AudioError, match=r"odd\.wav: cannot resample 40000000 Hz"):
+        CochlearEncoder(channels=8).read(path)
+
+
+# --- IDX ------------------------------------------------------------------------------------------
+
+
+def test_damaged_gzip_idx_is_an_idx_error(tmp_path):
+    data = bytearray(gzip.compress(b"\x00\x00\x08\x01" + struct.pack(">I", 64) + bytes(64)))
+    data[len(data) // 2] ^= 0xFF
+    path = tmp_path / "labels-idx1-ubyte.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(IDXError, match="labels-idx1-ubyte.gz"):
+        read_idx(path)
+
+
+def test_idx_header_with_an_impossible_shape_is_an_error(tmp_path):
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">III", 2**32 - 1, 2**32 - 1, 2**32 - 1))
+    with pytest.raises(IDXError, match="too large for an array"):
+        read_idx(path)
+
+
+# --- NPZ ------------------------------------------------------------------------------------------
+
+
+def test_npy_file_named_npz_is_an_error_not_read_as_one_array(tmp_path):
+    path = tmp_path / "data.npz"
+    with open(path, "wb") as handle:
+        np.save(handle, np.zeros(3))
+    with pytest.raises(ValueError, match=r"data\.npz: not an \.npz archive"):
+        load_npz(path)
+
+
+def test_npz_with_text_arrays_or_no_training_samples_is_an_error(tmp_path):
+    path = tmp_path / "text.npz"
+    np.savez(path, X_train=np.array([[["a"]]]), y_train=np.array([0]), X_test=np.zeros((1, 1, 1)), y_test=np.array([0]))
+    with pytest.raises(ValueError, match="must be real numbers"):
+        load_npz(path)
+    path = tmp_path / "empty.npz"
+    np.savez(path, X_train=np.zeros((0, 2, 3)), y_train=np.zeros(0), X_test=np.zeros((1, 2, 3)), y_test=np.array([0]))
+    with pytest.raises(ValueError, match=r"empty\.npz: X_train holds no samples"):
+        load_npz(path)
+
+
+# --- recipes --------------------------------------------------------------------------------------
+
+
+def _recipe(tmp_path, edit) -> "Path":
+    recipe = yaml.safe_load(load_recipe.__globals__["RECIPES_DIR"].joinpath("fsdd-dh-sfnn.yaml").read_text())
+    edit(recipe)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_recipe_reports_every_out_of_range_value_at_once_with_its_key_path(tmp_path):
+    def edit(recipe):
+        recipe["data"]["options"]["dt_ms"] = -4
+        recipe["data"]["options"]["valid_fraction"] = 1.5
+        recipe["model"]["branches"] = 0
+        recipe["train"]["lr"] = float("nan")
+
+    with pytest.raises(ConfigError) as info:
+        load_recipe(_recipe(tmp_path, edit))
+    message = str(info.value)
+    for path in ("data.options.dt_ms", "data.options.valid_fraction", "model.branches", "train.lr"):
+        assert path in message
+
+
+def test_recipe_data_option_that_the_source_does_not_have_is_named(tmp_path):
+    path = _recipe(tmp_path, lambda recipe: recipe["data"]["options"].update(pixels=3))
+    with pytest.raises(ConfigError, match=r"data\.options\.pixels: not an option of 'fsdd'"):
+        load_recipe(path)
+
+
+def test_delays_recipe_with_k_below_one_is_an_error(tmp_path):
+    recipe = yaml.safe_load(load_recipe.__globals__["RECIPES_DIR"].joinpath("fsdd-delays.yaml").read_text())
+    recipe["model"]["max_delay"] = 0
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(ConfigError, match=r"model\.max_delay"):
+        load_recipe(path)
+
+
+def test_non_utf8_or_deeply_nested_yaml_is_a_config_error(tmp_path):
+    path = tmp_path / "bytes.yaml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="bytes.yaml"):
+        load_recipe(path)
+    path = tmp_path / "deep.yaml"
+    path.write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(ConfigError, match="deep.yaml"):
+        load_recipe(path)
