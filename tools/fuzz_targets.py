@@ -297,6 +297,12 @@ def _write(path: Path, data: bytes, corruption: Optional[tuple]) -> Path:
     return path
 
 
+def _all_items(splits) -> tuple:
+    """``(splits, items of each split)``: every item read once, so lazy readers meet all their data."""
+    parts = [p for p in (splits.train, splits.valid, splits.test) if p is not None]
+    return splits, [[part[i] for i in range(len(part))] for part in parts]
+
+
 def _check_frames(x, channels: int, binary: bool, steps: Optional[int], who: str) -> None:
     assert isinstance(x, torch.Tensor) and x.dtype == torch.float32, f"frames type: {who} is {type(x).__name__} {getattr(x, 'dtype', '')}"
     assert x.ndim == 2 and x.shape[1] == channels and x.shape[0] >= 1, f"frames shape: {who} has {tuple(x.shape)}, expected [T>=1, {channels}]"
@@ -789,9 +795,7 @@ def run_idx(case: dict, workdir: Path) -> Outcome:
     name = "psmnist" if case["permuted"] else "smnist"
 
     def read():
-        splits = load_splits(name, root=workdir, valid_fraction=case["valid_fraction"])
-        parts = [p for p in (splits.train, splits.valid, splits.test) if p is not None]
-        return splits, [[part[i] for i in range(len(part))] for part in parts]
+        return _all_items(load_splits(name, root=workdir, valid_fraction=case["valid_fraction"]))
 
     def verify(result):
         splits, parts = result
@@ -885,9 +889,7 @@ def run_npz(case: dict, workdir: Path) -> Outcome:
     _write(path, path.read_bytes(), case["corruption"])
 
     def read():
-        splits = load_splits("arrays", path=str(path), layout=case["layout"], **case["options"])
-        parts = [p for p in (splits.train, splits.valid, splits.test) if p is not None]
-        return splits, [[part[i] for i in range(len(part))] for part in parts]
+        return _all_items(load_splits("arrays", path=str(path), layout=case["layout"], **case["options"]))
 
     def verify(result):
         splits, parts = result
