@@ -78,3 +78,22 @@ def test_train_on_your_own_arrays(tmp_path, capsys):
     assert (tmp_path / "runs" / "arrays" / "summary.json").exists()
     assert main(["train", "arrays", "--out", str(tmp_path / "runs2"), "--set", "train.epochs=1"]) == 2
     assert "path" in capsys.readouterr().err
+
+
+def _every_parser(parser):
+    """The parser and each nested subcommand parser (e.g. ``data download``)."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _every_parser(child)
+
+
+def test_every_help_page_renders():
+    """argparse expands %-formats in help strings, so a stray '%' breaks --help of the whole command."""
+    from spikescale.cli import build_parser
+
+    pages = [p.format_help() for p in _every_parser(build_parser())]
+    assert len(pages) > 10 and all("usage:" in page for page in pages)

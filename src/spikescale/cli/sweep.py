@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     seeds = sub.add_parser(
         "seeds",
-        help="train a recipe over several seeds and print mean ± std and 95 % intervals",
+        help="train a recipe over several seeds and print mean ± std and 95 %% intervals",
         description="Run the recipe (every grid variant) with seeds 0 … n-1, then print the aggregate table.",
     )
     seeds.add_argument("recipe")
