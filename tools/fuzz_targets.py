@@ -456,7 +456,7 @@ def run_binning(case: dict, workdir: Path) -> Outcome:
 
         _frames_match_reference(item, list(zip(times, units))[:count], binning, source)
 
-    valid = (case["hostile"] is None and case["offsets"] == "right"
+    valid = (case["hostile"] is None and case["offsets"] == "right" and all_units.dtype.kind in "iu"
              and _events_valid(times, units, case["binning"]["channels"], case["binning"]["duration_ms"] is not None))
     return check(read, verify, names, must_accept=valid)
 
@@ -723,6 +723,7 @@ def idx_specs(draw, shape: Optional[tuple] = None, code: int = 0x08, high: int =
     """One IDX file: data type code, shape, values, and header/body/gzip mutations (mostly none)."""
     mutate = draw(st.integers(0, 4)) == 0
     return {
+        "mutated": mutate,
         "code": draw(st.sampled_from(sorted(_IDX_CODES) + [0x07, 0xFF])) if mutate else code,
         "shape": tuple(draw(st.lists(st.integers(0, 4), max_size=4))) if shape is None or mutate else shape,
         "high": draw(st.sampled_from([high, 300, 1e30])) if mutate else high,
@@ -791,7 +792,8 @@ def run_idx(case: dict, workdir: Path) -> Outcome:
 
         return check(lambda: read_idx(path), verify_array, [path.name], must_accept=expected is not None)
     written = [_write_idx(workdir, _IDX_NAMES[name], spec)[1] for name, spec in case["files"].items()]
-    valid = all(w is not None and w.size for w in written)  # intact files holding at least one pixel and label
+    # A valid set: intact, unmutated files (so image and label counts agree) holding at least one pixel and label.
+    valid = all(w is not None and w.size for w in written) and not any(spec["mutated"] for spec in case["files"].values())
     name = "psmnist" if case["permuted"] else "smnist"
 
     def read():

@@ -194,3 +194,15 @@ def test_non_utf8_or_deeply_nested_yaml_is_a_config_error(tmp_path):
     path.write_text("[" * 5000 + "]" * 5000)
     with pytest.raises(ConfigError, match="deep.yaml"):
         load_recipe(path)
+
+
+def test_in_memory_float16_times_bin_like_the_official_loop_in_faithful_mode():
+    """EventDataset used to widen times to float64 before faithful binning, which compares in the times' dtype."""
+    from spikescale.data.arrays import EventDataset
+    from spikescale.data.events import frames_reference
+
+    times = np.array([0.4, 1.1947, 0.32, 0.4366, 0.2694, 0.7581, 0.0, 0.8906, 0.2247], dtype=np.float16)
+    units = np.array([650, 104, 383, 426, 224, 337, 11, 78, 214])
+    binning = EventBinning(dt_ms=0.5, duration_ms=1000.0, pool=5, faithful=True, channels=700)
+    frames = EventDataset([(times, units)], [0], binning)[0][0].numpy()
+    np.testing.assert_array_equal(frames, frames_reference(times, units, binning))

@@ -146,6 +146,8 @@ class EventDataset(Dataset):
     """Labelled event lists binned into frames: item ``i`` → ``(x [T_i, C] float32, label)``.
 
     ``events[i]`` is ``(times_s, units)`` (two arrays) or an ``[n, 2]`` array of ``(time_s, unit)`` rows.
+    Float times keep their dtype (faithful binning compares them with the step edges in that dtype, as
+    the official code does with SHD's float32 times); other times become float64.
     """
 
     def __init__(self, events: Sequence, labels, binning: EventBinning):
@@ -161,7 +163,10 @@ class EventDataset(Dataset):
             units = np.asarray(units)
             if units.size and np.any(units != np.round(units)):
                 raise ValueError(f"events[{i}]: units must be integer channel indices")
-            pairs.append((np.asarray(times, dtype=np.float64), units.astype(np.int64)))
+            times = np.asarray(times)
+            if times.dtype.kind != "f":  # float times keep their type: faithful binning compares in it
+                times = times.astype(np.float64)
+            pairs.append((times, units.astype(np.int64)))
         self.labels = _labels(labels, len(pairs), "events")
         self.frames = bin_events(*concat_events(pairs), binning)
         self.channels = binning.out_channels
