@@ -206,3 +206,27 @@ def test_in_memory_float16_times_bin_like_the_official_loop_in_faithful_mode():
     binning = EventBinning(dt_ms=0.5, duration_ms=1000.0, pool=5, faithful=True, channels=700)
     frames = EventDataset([(times, units)], [0], binning)[0][0].numpy()
     np.testing.assert_array_equal(frames, frames_reference(times, units, binning))
+
+
+def test_test_value_that_normalisation_takes_beyond_float32_is_an_error(tmp_path):
+    """minmax with the narrow training range turned a large (finite) test value into Inf silently."""
+    from spikescale.data.registry import load_splits
+
+    path = tmp_path / "series.npz"
+    rng = np.random.default_rng(0)
+    x_test = rng.normal(size=(2, 1, 6)) * 1e-3
+    x_test[1, 0, 5] = 3e38
+    np.savez(path, X_train=rng.normal(size=(4, 1, 6)) * 1e-3, y_train=np.zeros(4, dtype=int), X_test=x_test, y_test=np.zeros(2, dtype=int))
+    with pytest.raises(ValueError, match=r"series\.npz:test: sample 1 has 3e\+38 at step 5, channel 0, which minmax"):
+        load_splits("arrays", path=str(path), normalize="minmax", valid_fraction=0.0)
+
+
+def test_npz_member_needing_an_unknown_zip_version_is_an_error(tmp_path):
+    path = tmp_path / "new.npz"
+    np.savez(path, X_train=np.zeros((2, 1, 3)), y_train=np.zeros(2), X_test=np.zeros((1, 1, 3)), y_test=np.zeros(1))
+    data = bytearray(path.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    data[central + 6: central + 8] = struct.pack("<H", 255)  # "version needed to extract" 25.5
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"new\.npz: not a readable \.npz file \(zip file version 25\.5\)"):
+        load_npz(path)

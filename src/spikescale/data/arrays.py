@@ -121,6 +121,7 @@ class ArrayDataset(Dataset):
         self.x = torch.from_numpy(x)
         self.transform = transform
         self.channels = x.shape[2]
+        self.name = name
 
     def with_transform(self, transform: Optional[Transform]) -> "ArrayDataset":
         """A view of the same arrays with another per-item transform."""
@@ -205,8 +206,9 @@ def resample_series(
 
 _NPZ_KEYS = ("X_train", "y_train", "X_test", "y_test")
 _ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")  # a zip file's first entry, or an empty archive
-# What numpy and zipfile raise on a damaged archive or member (bad zip structure, cut or corrupt data).
-_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+# What numpy and zipfile raise on a damaged archive or member (bad zip structure, cut or corrupt data,
+# a member needing a newer zip version or an unknown compression).
+_ARCHIVE_ERRORS = (OSError, ValueError, EOFError, NotImplementedError, zipfile.BadZipFile, zlib.error)
 
 
 def _member(archive, key: str, path: Path) -> np.ndarray:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, Subset
 
 from .arrays import ArrayDataset, load_npz, resample_series
@@ -322,6 +323,8 @@ def arrays(
                          f"for training; use a smaller valid_fraction or more samples")
     mode = ("minmax" if encoder == "rate" else "standard") if normalize == "auto" else normalize
     normalizer = ChannelNormalizer.fit((train_all.series(int(i)) for i in train_idx), mode)
+    for part in (train_all, test):
+        _check_normalised(part, normalizer, mode)
 
     def encoded(part: ArrayDataset, draws: Optional[int]) -> ArrayDataset:
         return part.with_transform(SeriesEncoder(normalizer, encoder, delta, polarity, gain, seed=draws))
@@ -334,6 +337,22 @@ def arrays(
         train, valid, encoded(test, seed), channels, classes, dt_ms,
         f"arrays {Path(path).name}: {len(train_all)} train / {len(test)} test series, {mode} normalisation, {encoder} encoder",
     )
+
+
+def _check_normalised(part: ArrayDataset, normalizer: ChannelNormalizer, mode: str) -> None:
+    """``ValueError`` naming the first value whose normalised form is not a finite float32 (e.g. a test
+    value far outside the narrow range of the training split under ``minmax``)."""
+    with torch.no_grad():
+        scaled = normalizer(part.x)
+        valid = torch.arange(part.x.shape[1])[None, :, None] < torch.as_tensor(part.lengths)[:, None, None]
+        bad = valid & ~torch.isfinite(scaled)
+    if bad.any():
+        sample, step, channel = (int(v) for v in bad.nonzero()[0])
+        raise ValueError(
+            f"{part.name}: sample {sample} has {part.x[sample, step, channel].item():.6g} at step {step}, channel {channel}, "
+            f"which {mode} normalisation with the training split's statistics (shift {normalizer.shift[channel].item():.6g}, "
+            f"scale {normalizer.scale[channel].item():.6g}) takes beyond the float32 range; rescale the data or use normalize='none'"
+        )
 
 
 DATASETS: dict[str, Callable[..., DataSplits]] = {
