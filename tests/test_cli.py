@@ -97,3 +97,15 @@ def test_every_help_page_renders():
 
     pages = [p.format_help() for p in _every_parser(build_parser())]
     assert len(pages) > 10 and all("usage:" in page for page in pages)
+
+
+TINY = ["--set", "train.epochs=1", "--set", "data.batches_per_epoch=1", "--set", "data.batch_size=8",
+        "--set", "data.eval_samples=8", "--set", "train.progress=false"]
+
+
+def test_grid_variant_without_a_named_group_trains_and_a_misspelt_group_is_refused(capsys, tmp_path):
+    """xor-delayed-delays sets positions' schedule; its 'none' variant has no positions to apply it to."""
+    assert main(["train", "xor-delayed-delays", "--out", str(tmp_path), "--set", "grid={}", "--set", "model.delays=none", *TINY]) == 0
+    assert main(["train", "xor-delayed-delays", "--out", str(tmp_path / "typo"), "--set", "grid={}",
+                 "--set", "train.groups={position: {lr_scale: 100}}", *TINY]) == 2
+    assert "unknown groups ['position']" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from .base import SpikingLayer
 from .delays import DelayedDense
 from .timing import TimingFactor
 
-__all__ = ["count_parameters", "param_groups"]
+__all__ = ["GROUP_NAMES", "count_parameters", "param_groups"]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -24,6 +24,9 @@ def count_parameters(model: nn.Module) -> int:
             counted.update(id(p) for p in module.parameters())
     total += sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in counted)
     return total
+
+
+GROUP_NAMES = ("weights", "timing", "positions")  # every group param_groups can return
 
 
 def param_groups(

@@ -34,7 +34,7 @@ from torch import nn
 from .. import __version__
 from ..data.batch import Batch
 from ..nn.monitor import SpikeMonitor
-from ..nn.params import param_groups
+from ..nn.params import GROUP_NAMES, param_groups
 from .checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
 from .distributed import DistributedContext
 from .guard import InterruptGuard, first_non_finite_gradient, first_non_finite_output, first_non_finite_parameter
@@ -227,10 +227,12 @@ class Trainer:
     def _build_optimizer(self):
         cfg = self.config
         groups = param_groups(self.model, cfg.lr, weight_decay=cfg.weight_decay)
-        known = {g["name"] for g in groups}
-        unknown = sorted(set(cfg.groups) - known)
+        unknown = sorted(set(cfg.groups) - set(GROUP_NAMES))
         if unknown:
-            raise ValueError(f"train.groups names {unknown} match no parameter group of this model; groups: {sorted(known)}")
+            raise ValueError(f"train.groups names unknown groups {unknown}; parameter groups are {list(GROUP_NAMES)}")
+        absent = sorted(set(cfg.groups) - {g["name"] for g in groups})
+        if absent:  # e.g. positions in a grid variant without learned delays
+            log.info("train.groups: this model has no %s parameters; their settings are unused", " or ".join(absent))
         lambdas = []
         for group in groups:
             overrides = cfg.groups.get(group["name"], {})
