@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="evaluate a trained run on its test set, optionally with changed data settings",
         description="Evaluate the selected model of a run. Data settings can be changed, e.g. to measure robustness:\n"
-        "  spikescale evaluate runs/fsdd-dh-sfnn --set data.options.noise_rate=0.01",
+        "  spikescale evaluate runs/fsdd-dh-sfnn/seed=0 --set data.options.noise_hz=5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run", type=Path)
