@@ -320,9 +320,13 @@ def _budget_ok(steps: int, channels: int) -> bool:
     return 0 < steps * channels <= DENSE_BUDGET
 
 
-def _events_valid(times: Sequence[np.ndarray], units: Sequence[np.ndarray], channels: int, fixed_duration: bool) -> bool:
+def _events_valid(times: Sequence[np.ndarray], units: Sequence[np.ndarray], channels: int, fixed_duration: bool,
+                  units_dtype: str) -> bool:
     """Whether stored events are what every reader must accept: finite times >= 0 (below 1000 s unless a
-    fixed duration drops later ones), integer units in ``[0, channels)``, equal lengths per sample."""
+    fixed duration drops later ones), units of an integer type (even with no events) in ``[0, channels)``,
+    equal lengths per sample."""
+    if np.dtype(units_dtype).kind not in "iu":
+        return False
     for t, u in zip(times, units):
         t, u = np.asarray(t), np.asarray(u)
         if t.shape != u.shape or t.dtype.kind not in "iuf" or u.dtype.kind not in "iu":
@@ -456,8 +460,9 @@ def run_binning(case: dict, workdir: Path) -> Outcome:
 
         _frames_match_reference(item, list(zip(times, units))[:count], binning, source)
 
-    valid = (case["hostile"] is None and case["offsets"] == "right" and all_units.dtype.kind in "iu"
-             and _events_valid(times, units, case["binning"]["channels"], case["binning"]["duration_ms"] is not None))
+    valid = (case["hostile"] is None and case["offsets"] == "right"
+             and _events_valid(times, units, case["binning"]["channels"], case["binning"]["duration_ms"] is not None,
+                               case["units_dtype"]))
     return check(read, verify, names, must_accept=valid)
 
 
@@ -583,7 +588,7 @@ def _spike_file_valid(case: dict) -> bool:
         return False
     times = [_cast(t, case["times_dtype"]) for t, _ in samples]
     units = [_cast(u, case["units_dtype"]) for _, u in samples]
-    return _events_valid(times, units, case["binning"]["channels"], case["binning"]["duration_ms"] is not None)
+    return _events_valid(times, units, case["binning"]["channels"], case["binning"]["duration_ms"] is not None, case["units_dtype"])
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -230,3 +230,18 @@ def test_npz_member_needing_an_unknown_zip_version_is_an_error(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"new\.npz: not a readable \.npz file \(zip file version 25\.5\)"):
         load_npz(path)
+
+
+def test_stereo_float_wav_with_opposite_infinities_is_an_error_without_a_numpy_warning(tmp_path):
+    import warnings
+
+    path = tmp_path / "inf.wav"
+    _wav(path, np.array([0.0, 0.0, np.inf, -np.inf], dtype=np.float64), tag=3)
+    data = bytearray(path.read_bytes())
+    data[22:24] = struct.pack("<H", 2)  # two channels: the frame (inf, -inf) averages to NaN
+    data[32:34] = struct.pack("<H", 16)  # block align of two float64 samples
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AudioError, match=r"inf\.wav: the samples contain NaN"):
+            read_wav(path)

@@ -121,9 +121,9 @@ def read_wav(path: PathLike) -> tuple[np.ndarray, int]:
         samples = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
     else:  # float data: average in float64, so large values cannot overflow on the way
         samples = data.astype(np.float64)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=1)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf = NaN and overflow are reported below
+        if samples.ndim == 2:
+            samples = samples.mean(axis=1)
         samples = samples.astype(np.float32)
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"{path}: the samples contain NaN, Inf or values beyond the float32 range")
