@@ -109,3 +109,16 @@ def test_grid_variant_without_a_named_group_trains_and_a_misspelt_group_is_refus
     assert main(["train", "xor-delayed-delays", "--out", str(tmp_path / "typo"), "--set", "grid={}",
                  "--set", "train.groups={position: {lr_scale: 100}}", *TINY]) == 2
     assert "unknown groups ['position']" in capsys.readouterr().err
+
+
+def test_evaluate_sweeps_a_data_setting_over_seeds(capsys, tmp_path):
+    assert main(["train", "xor-delayed-vanilla", "--out", str(tmp_path), "--set", "grid.seed=[0,1]", *TINY]) == 0
+    capsys.readouterr()
+    table = tmp_path / "noise.md"
+    assert main(["evaluate", str(tmp_path), "--sweep", "data.options.noise=0.0,0.5", "--out", str(table)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| run | n | data.options.noise=0.0 | data.options.noise=0.5 |"
+    assert lines[2].startswith("| xor-delayed-vanilla | 2 | ") and lines[2].count("±") == 4
+    assert table.read_text().strip().splitlines() == lines
+    assert main(["evaluate", str(tmp_path / "xor-delayed-vanilla" / "seed=0"), str(tmp_path / "xor-delayed-vanilla" / "seed=1")]) == 2
+    assert "--sweep" in capsys.readouterr().err

@@ -6,14 +6,14 @@ import json
 import math
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 import yaml
 
 from .plots import plot_curves, plot_gradient_flow, plot_raster, plot_spike_times, plot_timing_histograms, plot_tradeoff
 
-__all__ = ["load_run", "write_report", "compare_runs", "tradeoff", "RunFiles"]
+__all__ = ["load_run", "write_report", "compare_runs", "sweep_table", "tradeoff", "RunFiles"]
 
 
 class RunFiles:
@@ -171,6 +171,16 @@ def tradeoff(run_dirs: Iterable, path) -> Path:
     if not points:
         raise ValueError("no finished run reports both test accuracy and hidden spikes per neuron")
     return plot_tradeoff(points, Path(path))
+
+
+def sweep_table(run_dirs: Iterable, key: str, values: list, evaluate: Callable[[Path, str], float]) -> str:
+    """A Markdown table of ``evaluate(run, "key=value")`` (e.g. test accuracy under input noise) for each value:
+    one row per group of runs that differ only by seed, cells ``mean ± std [±h]`` over the seeds."""
+    lines = ["| run | n | " + " | ".join(f"{key}={v}" for v in values) + " |", "|" + "---|" * (len(values) + 2)]
+    for runs in _groups(run_dirs).values():
+        cells = [_mean_std([evaluate(r.path, f"{key}={v}") for r in runs]) for v in values]
+        lines.append(f"| {_group_name(runs)} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def compare_runs(run_dirs: Iterable) -> str:
