@@ -245,3 +245,24 @@ def test_stereo_float_wav_with_opposite_infinities_is_an_error_without_a_numpy_w
         warnings.simplefilter("error")
         with pytest.raises(AudioError, match=r"inf\.wav: the samples contain NaN"):
             read_wav(path)
+
+
+def test_search_space_type_that_is_not_a_string_is_a_config_error(tmp_path):
+    recipe = yaml.safe_load(load_recipe.__globals__["RECIPES_DIR"].joinpath("xor-delayed-sweep.yaml").read_text())
+    recipe["search"]["space"]["train.lr"]["type"] = {"seed": 1}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(ConfigError, match=r"search\.space\.train\.lr: expected a mapping with type one of"):
+        load_recipe(path)
+
+
+def test_value_too_large_for_the_level_crossing_encoder_is_an_error(tmp_path):
+    """floor(3e38 / 0.5) overflowed float32 and the level differences became NaN."""
+    from spikescale.data.registry import load_splits
+
+    path = tmp_path / "wide.npz"
+    x_test = np.zeros((2, 1, 6))
+    x_test[1, 0, 2] = 3e38
+    np.savez(path, X_train=np.ones((4, 1, 6)), y_train=np.zeros(4, dtype=int), X_test=x_test, y_test=np.zeros(2, dtype=int))
+    with pytest.raises(ValueError, match=r"wide\.npz:test: sample 1 has 3e\+38 at step 2, channel 0, .* levels of delta=0\.5"):
+        load_splits("arrays", path=str(path), normalize="none", encoder="delta", valid_fraction=0.0)

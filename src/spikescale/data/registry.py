@@ -324,7 +324,7 @@ def arrays(
     mode = ("minmax" if encoder == "rate" else "standard") if normalize == "auto" else normalize
     normalizer = ChannelNormalizer.fit((train_all.series(int(i)) for i in train_idx), mode)
     for part in (train_all, test):
-        _check_normalised(part, normalizer, mode)
+        _check_encodable(part, normalizer, mode, encoder, delta)
 
     def encoded(part: ArrayDataset, draws: Optional[int]) -> ArrayDataset:
         return part.with_transform(SeriesEncoder(normalizer, encoder, delta, polarity, gain, seed=draws))
@@ -339,19 +339,28 @@ def arrays(
     )
 
 
-def _check_normalised(part: ArrayDataset, normalizer: ChannelNormalizer, mode: str) -> None:
-    """``ValueError`` naming the first value whose normalised form is not a finite float32 (e.g. a test
-    value far outside the narrow range of the training split under ``minmax``)."""
+_MAX_LEVEL = 2**24  # level-crossing levels beyond this are not exact in float32 (and make absurd spike counts)
+
+
+def _check_encodable(part: ArrayDataset, normalizer: ChannelNormalizer, mode: str, encoder: str, delta: float) -> None:
+    """``ValueError`` naming the first valid value that normalisation with the training split's statistics
+    takes beyond the float32 range (e.g. a test value far outside a narrow ``minmax`` range), or that the
+    level-crossing encoder would turn into more than 2^24 levels."""
     with torch.no_grad():
         scaled = normalizer(part.x)
         valid = torch.arange(part.x.shape[1])[None, :, None] < torch.as_tensor(part.lengths)[:, None, None]
-        bad = valid & ~torch.isfinite(scaled)
+        bad = ~torch.isfinite(scaled)
+        if encoder == "delta":
+            bad |= scaled.abs() / delta >= _MAX_LEVEL
+        bad &= valid
     if bad.any():
         sample, step, channel = (int(v) for v in bad.nonzero()[0])
         raise ValueError(
             f"{part.name}: sample {sample} has {part.x[sample, step, channel].item():.6g} at step {step}, channel {channel}, "
             f"which {mode} normalisation with the training split's statistics (shift {normalizer.shift[channel].item():.6g}, "
-            f"scale {normalizer.scale[channel].item():.6g}) takes beyond the float32 range; rescale the data or use normalize='none'"
+            f"scale {normalizer.scale[channel].item():.6g}) takes to {scaled[sample, step, channel].item():.6g}: beyond the "
+            f"float32 range{f' or over {_MAX_LEVEL} levels of delta={delta:g}' if encoder == 'delta' else ''}; rescale the "
+            f"data or choose another normalize"
         )
 
 

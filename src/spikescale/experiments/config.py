@@ -385,7 +385,7 @@ def _validate_space(recipe: dict, space: dict, problems: list[str]) -> None:
         where = f"search.space.{path}"
         if not isinstance(path, str) or not _path_exists(recipe, path):
             problems.append(f"{where}: no such key in the recipe schema")
-        if not isinstance(spec, dict) or spec.get("type") not in SEARCH_TYPES:
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str) or spec["type"] not in SEARCH_TYPES:
             problems.append(f"{where}: expected a mapping with type one of {sorted(SEARCH_TYPES)}")
             continue
         allowed = SEARCH_TYPES[spec["type"]]
