@@ -17,7 +17,7 @@ from spikescale.data.audio import AudioError, CochlearEncoder, read_wav
 from spikescale.data.events import MAX_SAMPLE_CELLS, EventBinning, bin_events
 from spikescale.data.heidelberg import SpikeFile, SpikeFileError, write_spike_file
 from spikescale.data.idx import IDXError, read_idx
-from spikescale.experiments.config import ConfigError, load_recipe
+from spikescale.experiments.config import RECIPES_DIR, ConfigError, load_recipe
 
 
 def _wav(path, samples: np.ndarray, rate: int = 8000, data_size=None, tag: int = 1) -> None:
@@ -148,8 +148,9 @@ def test_npz_with_text_arrays_or_no_training_samples_is_an_error(tmp_path):
 # --- recipes --------------------------------------------------------------------------------------
 
 
-def _recipe(tmp_path, edit) -> "Path":
-    recipe = yaml.safe_load(load_recipe.__globals__["RECIPES_DIR"].joinpath("fsdd-dh-sfnn.yaml").read_text())
+def _recipe(tmp_path, edit, name: str = "fsdd-dh-sfnn") -> "Path":
+    """A shipped recipe changed by ``edit(recipe)``, written to a file."""
+    recipe = yaml.safe_load((RECIPES_DIR / f"{name}.yaml").read_text())
     edit(recipe)
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -177,10 +178,7 @@ def test_recipe_data_option_that_the_source_does_not_have_is_named(tmp_path):
 
 
 def test_delays_recipe_with_k_below_one_is_an_error(tmp_path):
-    recipe = yaml.safe_load(load_recipe.__globals__["RECIPES_DIR"].joinpath("fsdd-delays.yaml").read_text())
-    recipe["model"]["max_delay"] = 0
-    path = tmp_path / "d.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path = _recipe(tmp_path, lambda recipe: recipe["model"].update(max_delay=0), "fsdd-delays")
     with pytest.raises(ConfigError, match=r"model\.max_delay"):
         load_recipe(path)
 
@@ -248,10 +246,7 @@ def test_stereo_float_wav_with_opposite_infinities_is_an_error_without_a_numpy_w
 
 
 def test_search_space_type_that_is_not_a_string_is_a_config_error(tmp_path):
-    recipe = yaml.safe_load(load_recipe.__globals__["RECIPES_DIR"].joinpath("xor-delayed-sweep.yaml").read_text())
-    recipe["search"]["space"]["train.lr"]["type"] = {"seed": 1}
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path = _recipe(tmp_path, lambda recipe: recipe["search"]["space"]["train.lr"].update(type={"seed": 1}), "xor-delayed-sweep")
     with pytest.raises(ConfigError, match=r"search\.space\.train\.lr: expected a mapping with type one of"):
         load_recipe(path)
 
