@@ -261,3 +261,10 @@ def test_value_too_large_for_the_level_crossing_encoder_is_an_error(tmp_path):
     np.savez(path, X_train=np.ones((4, 1, 6)), y_train=np.zeros(4, dtype=int), X_test=x_test, y_test=np.zeros(2, dtype=int))
     with pytest.raises(ValueError, match=r"wide\.npz:test: sample 1 has 3e\+38 at step 2, channel 0, .* levels of delta=0\.5"):
         load_splits("arrays", path=str(path), normalize="none", encoder="delta", valid_fraction=0.0)
+
+
+def test_ttfs_recipe_with_null_sigma_is_a_config_error(tmp_path):
+    """null is a valid σ for delay kernels (the default) but the TTFS loss has none: it crashed at model build."""
+    path = _recipe(tmp_path, lambda recipe: recipe["model"].update(sigma=None), "fmnist-ttfs-fssr")
+    with pytest.raises(ConfigError, match=r"model\.sigma: expected int or float, got NoneType"):
+        load_recipe(path)

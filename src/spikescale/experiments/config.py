@@ -154,6 +154,11 @@ MODEL_RANGES: dict[str, Key] = {
 }
 
 
+# Where one model kind needs a narrower range than MODEL_RANGES (e.g. the TTFS loss's softmax temperature σ,
+# which has no default there, unlike the delay kernel's σ).
+KIND_RANGES: dict[str, dict[str, Key]] = {"ttfs": {"sigma": Key(_NUMBER, check=_positive)}}
+
+
 def data_source_options(name: str) -> Optional[dict[str, Any]]:
     """``{option: default}`` that ``data.options`` may hold for the source ``name`` (``None``: unknown source)."""
     if name in XOR_TASKS:
@@ -304,7 +309,7 @@ def _validate_model(model, problems: list[str]) -> dict:
     if kind not in KINDS:
         problems.append(f"model.kind: must be one of {KINDS} (got {kind!r})")
         return dict(model)
-    _check_settings("model", model, _model_keys(kind), f"for kind {kind!r}", problems)
+    _check_settings("model", model, _model_keys(kind), f"for kind {kind!r}", problems, {**MODEL_RANGES, **KIND_RANGES.get(kind, {})})
     hidden = model.get("hidden")
     if not (isinstance(hidden, list) and hidden and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)):
         problems.append(f"model.hidden: expected a non-empty list of positive integers (got {hidden!r})")
@@ -317,12 +322,13 @@ def _validate_model(model, problems: list[str]) -> dict:
     return dict(model)
 
 
-def _check_settings(path: str, settings: dict, allowed: set[str], context: str, problems: list[str]) -> None:
-    """Each key of ``settings`` is in ``allowed`` and, where :data:`MODEL_RANGES` has it, in range."""
+def _check_settings(path: str, settings: dict, allowed: set[str], context: str, problems: list[str],
+                    ranges: dict[str, Key] = MODEL_RANGES) -> None:
+    """Each key of ``settings`` is in ``allowed`` and, where ``ranges`` has it, in range."""
     for name in _unknown(set(settings) - allowed):
         problems.append(f"{path}.{name}: unknown key {context}; allowed keys: {sorted(allowed)}")
-    for name in sorted(allowed & set(MODEL_RANGES) & set(settings)):
-        _check_value(f"{path}.{name}", MODEL_RANGES[name], settings[name], problems)
+    for name in sorted(allowed & set(ranges) & set(settings)):
+        _check_value(f"{path}.{name}", ranges[name], settings[name], problems)
 
 
 def _readout_keys(kind: str, mode) -> set[str]:
