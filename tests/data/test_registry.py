@@ -85,3 +85,12 @@ def test_cli_lists_sources(capsys):
     assert main(["data", "list"]) == 0
     out = capsys.readouterr().out
     assert "psfmnist:" in out and "permutation_seed=0" in out and "path," in out
+
+
+@pytest.mark.parametrize("recipe", ["shd-sfnn", "shd-dh-sfnn", "shd-dh-srnn", "shd-delays"])
+def test_shipped_shd_recipes_train_on_a_file_in_the_official_schema(recipe, shd_root, tmp_path, capsys):
+    """The paper-setting recipes run end to end on generated SHD files (shrunk to one small epoch)."""
+    args = ["train", recipe, "--out", str(tmp_path / "runs"), "--set", f"data.options.root={shd_root}",
+            "--set", "model.hidden=[8]", "--set", "train.epochs=1", "--set", "data.batch_size=16", "--set", "train.progress=false"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert (tmp_path / "runs" / recipe / "summary.json").is_file()

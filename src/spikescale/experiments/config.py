@@ -342,6 +342,11 @@ def _readout_keys(kind: str, mode) -> set[str]:
     return keys
 
 
+def _allows_null(key: Optional[Key]) -> bool:
+    """Whether null is a meaningful value of the option (e.g. ``duration_ms: null``: per-sample lengths)."""
+    return key is not None and isinstance(key.types, tuple) and type(None) in key.types
+
+
 def _validate_data_options(data: dict, problems: list[str]) -> None:
     """``data.name`` is a known source and each of ``data.options`` is one of its options, in range."""
     name, options = data.get("name"), data.get("options")
@@ -355,7 +360,7 @@ def _validate_data_options(data: dict, problems: list[str]) -> None:
         where = f"data.options.{key}"
         if key not in accepted:
             problems.append(f"{where}: not an option of {name!r}; its options are {sorted(accepted)}")
-        elif options[key] is None and accepted[key] is not None:
+        elif options[key] is None and accepted[key] is not None and not _allows_null(DATA_OPTIONS.get(key)):
             problems.append(f"{where}: {name!r} needs a value here, not null")
         elif key in DATA_OPTIONS:
             _check_value(where, DATA_OPTIONS[key], options[key], problems)
