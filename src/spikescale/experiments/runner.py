@@ -88,10 +88,14 @@ def run_recipe(
     """
     run_dir = Path(run_dir)
     context = DistributedContext.from_env(device or recipe["train"]["device"])
-    if not context.is_main:
-        return _run(recipe, run_dir, resume, device, label, callbacks, context)
-    with RunLock(run_dir):
-        return _run(recipe, run_dir, resume, device, label, callbacks, context)
+    if context.is_main:
+        with RunLock(run_dir):
+            summary = _run(recipe, run_dir, resume, device, label, callbacks, context)
+    else:
+        summary = _run(recipe, run_dir, resume, device, label, callbacks, context)
+    # Ranks leave together: none may tear down the process group while rank 0 still writes the report.
+    context.barrier()
+    return summary
 
 
 def _run(recipe, run_dir: Path, resume: bool, device, label: str, callbacks, context: DistributedContext) -> dict:
