@@ -28,7 +28,7 @@ DEMO_RUNS = [
 ]
 
 BUDGETS = {
-    "full": dict(epochs=30, batches=50, batch_size=256, eval_samples=1000, step_size=10),
+    "full": dict(epochs=40, batches=100, batch_size=256, eval_samples=1000, step_size=15),
     "quick": dict(epochs=2, batches=3, batch_size=64, eval_samples=128, step_size=1),
 }
 
