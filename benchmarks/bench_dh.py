@@ -21,6 +21,7 @@ import argparse
 import json
 
 from timing import (
+    adam_training_step,
     best_of_rounds,
     held_for_backward_mib,
     load_average,
@@ -119,16 +120,7 @@ def worker(variant: str, repeat: int, warmup: int, threads: int) -> dict:
         def forward(x):
             return model(x)[0]
 
-    optimiser = torch.optim.Adam(module.parameters(), lr=1e-3)
-
-    def loss():
-        return torch.nn.functional.cross_entropy(forward(x).mean(0), target)
-
-    def train():
-        optimiser.zero_grad(set_to_none=True)
-        loss().backward()
-        optimiser.step()
-
+    loss, train = adam_training_step(module.parameters(), forward, x, target)
     seconds = median_seconds(train, repeat, warmup)
     cpu = median_seconds(train, max(2, repeat // 2), 0, time.process_time)
     return {"train": seconds, "cpu_train": cpu, "peak_mib": peak_rss_mib(), "held_mib": held_for_backward_mib(loss)}

@@ -34,6 +34,7 @@ import json
 import time
 
 from timing import (
+    adam_training_step,
     best_of_rounds,
     held_for_backward_mib,
     load_average,
@@ -248,15 +249,7 @@ def worker(variant: str, batch: int, density: float, repeat: int, warmup: int, t
     else:
         builders = {"snntorch": _build_snntorch, "norse": _build_norse, "spikingjelly": _build_spikingjelly}
         model, forward, rates = builders[variant]() if variant in builders else _build_spikescale(variant)
-        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-        def loss():
-            return torch.nn.functional.cross_entropy(forward(x).mean(0), target)
-
-        def train():
-            optimiser.zero_grad(set_to_none=True)
-            loss().backward()
-            optimiser.step()
+        loss, train = adam_training_step(model.parameters(), forward, x, target)
 
         def infer():
             with torch.no_grad():

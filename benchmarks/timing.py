@@ -31,6 +31,24 @@ def median_seconds(fn: Callable[[], object], repeat: int = 10, warmup: int = 2, 
     return statistics.median(times)
 
 
+def adam_training_step(parameters, forward: Callable, x, target) -> tuple[Callable, Callable[[], None]]:
+    """``(loss, train)``: the cross-entropy of the time-averaged output ``forward(x) [T, B, classes]``, and one
+    training step on it (zero the gradients, backward, Adam at lr 1e-3)."""
+    import torch
+
+    optimiser = torch.optim.Adam(parameters, lr=1e-3)
+
+    def loss():
+        return torch.nn.functional.cross_entropy(forward(x).mean(0), target)
+
+    def train():
+        optimiser.zero_grad(set_to_none=True)
+        loss().backward()
+        optimiser.step()
+
+    return loss, train
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (MiB, Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
