@@ -56,3 +56,25 @@ def backend(request):
 
     with use_backend(request.param):
         yield request.param
+
+
+@pytest.fixture
+def dh_call():
+    """``dh_call(recurrent, fn, options)``: the DH-LIF sequence Function ``fn`` (feed-forward, or recurrent with
+    ``w_rec``) as ``call(current, [w_rec,] alpha, beta, theta, i0, u0, s0) -> (spikes, i, u)``, so fast paths
+    and references take the same flat tensor arguments (for comparisons and ``gradcheck``)."""
+    from spikescale.functional.dh_lif import DHLIFState
+
+    def make(recurrent, fn, options):
+        def call(current, *rest):
+            if recurrent:
+                w_rec, alpha, beta, theta, i0, u0, s0 = rest
+                spikes, state = fn(current, DHLIFState(i0, u0, s0), w_rec, alpha, beta, theta, **options)
+            else:
+                alpha, beta, theta, i0, u0, s0 = rest
+                spikes, state = fn(current, DHLIFState(i0, u0, s0), alpha, beta, theta, **options)
+            return spikes, state.i, state.u
+
+        return call
+
+    return make

@@ -33,19 +33,6 @@ def _args(recurrent, branches, steps=6, batch=2, neurons=3):
     return tuple(args)
 
 
-def _call(recurrent, fn, options):
-    def call(current, *rest):
-        if recurrent:
-            w_rec, alpha, beta, theta, i0, u0, s0 = rest
-            spikes, state = fn(current, DHLIFState(i0, u0, s0), w_rec, alpha, beta, theta, **options)
-        else:
-            alpha, beta, theta, i0, u0, s0 = rest
-            spikes, state = fn(current, DHLIFState(i0, u0, s0), alpha, beta, theta, **options)
-        return spikes, state.i, state.u
-
-    return call
-
-
 FUNCTIONS = {
     False: (dh_lif_sequence, dh_lif_sequence_reference),
     True: (dh_lif_recurrent_sequence, dh_lif_recurrent_sequence_reference),
@@ -53,12 +40,12 @@ FUNCTIONS = {
 
 
 @pytest.mark.parametrize("recurrent,branches,reset,detach", list(itertools.product([False, True], [1, 2, 4], RESETS, [False, True])))
-def test_matches_reference(recurrent, branches, reset, detach):
+def test_matches_reference(recurrent, branches, reset, detach, dh_call):
     fast_fn, ref_fn = FUNCTIONS[recurrent]
     options = dict(reset=reset, detach_reset=detach)
     args = _args(recurrent, branches)
-    fast = _call(recurrent, fast_fn, options)(*args)
-    ref = _call(recurrent, ref_fn, options)(*args)
+    fast = dh_call(recurrent, fast_fn, options)(*args)
+    ref = dh_call(recurrent, ref_fn, options)(*args)
     for a, b in zip(fast, ref):
         assert torch.allclose(a, b, atol=1e-12)
     weights = [torch.randn_like(t) for t in fast]
@@ -71,10 +58,10 @@ def test_matches_reference(recurrent, branches, reset, detach):
 
 
 @pytest.mark.parametrize("recurrent,branches,reset", list(itertools.product([False, True], [1, 2, 4], RESETS)))
-def test_gradcheck(recurrent, branches, reset, smooth_spike):
+def test_gradcheck(recurrent, branches, reset, smooth_spike, dh_call):
     options = dict(reset=reset, surrogate=smooth_spike)
     fn = FUNCTIONS[recurrent][0]
-    assert torch.autograd.gradcheck(_call(recurrent, fn, options), _args(recurrent, branches, steps=4))
+    assert torch.autograd.gradcheck(dh_call(recurrent, fn, options), _args(recurrent, branches, steps=4))
 
 
 def test_one_branch_with_alpha_zero_is_vanilla_lif():

@@ -12,7 +12,6 @@ import torch
 
 from spikescale.functional import (
     RESETS,
-    DHLIFState,
     LIFState,
     dh_lif_recurrent_sequence,
     dh_lif_recurrent_sequence_reference,
@@ -144,19 +143,6 @@ def _dh_args(recurrent, branches, dtype, steps=7, batch=2, neurons=4):
     return tuple(args)
 
 
-def _dh(recurrent, fn, options):
-    def call(current, *rest):
-        if recurrent:
-            w_rec, alpha, beta, theta, i0, u0, s0 = rest
-            spikes, state = fn(current, DHLIFState(i0, u0, s0), w_rec, alpha, beta, theta, **options)
-        else:
-            alpha, beta, theta, i0, u0, s0 = rest
-            spikes, state = fn(current, DHLIFState(i0, u0, s0), alpha, beta, theta, **options)
-        return spikes, state.i, state.u
-
-    return call
-
-
 DH = {
     False: (dh_lif_sequence, dh_lif_sequence_reference),
     True: (dh_lif_recurrent_sequence, dh_lif_recurrent_sequence_reference),
@@ -168,12 +154,12 @@ DH = {
     list(itertools.product([False, True], DTYPES, RESETS, [False, True])),
 )
 @pytest.mark.parametrize("branches", [1, 3])
-def test_dh_lif_matches_reference(backend, recurrent, dtype, reset, detach, branches):
+def test_dh_lif_matches_reference(backend, recurrent, dtype, reset, detach, branches, dh_call):
     fast_fn, ref_fn = DH[recurrent]
     options = dict(reset=reset, detach_reset=detach, scale_input=reset != "none")
     args = _dh_args(recurrent, branches, dtype)
-    fast = _dh(recurrent, fast_fn, options)(*args)
-    ref = _dh(recurrent, ref_fn, options)(*args)
+    fast = dh_call(recurrent, fast_fn, options)(*args)
+    ref = dh_call(recurrent, ref_fn, options)(*args)
     assert torch.equal(fast[0], ref[0])
     _assert_close(fast[1:], ref[1:], dtype)
     weights = [torch.randn_like(t) for t in fast]
