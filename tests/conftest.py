@@ -78,3 +78,27 @@ def dh_call():
         return call
 
     return make
+
+
+@pytest.fixture
+def mnist_folder(tmp_path):
+    """``make(height, width)``: ``tmp_path`` holding gzipped MNIST-format IDX files — 40 training and 10 test
+    images of random pixels, labels cycling through 0–3."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    def write(path, array):
+        header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+        with gzip.open(path, "wb") as handle:
+            handle.write(header + array.astype(np.uint8).tobytes())
+
+    def make(height, width):
+        rng = np.random.default_rng(0)
+        for prefix, n in (("train", 40), ("t10k", 10)):
+            write(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, height, width)))
+            write(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 4)
+        return tmp_path
+
+    return make

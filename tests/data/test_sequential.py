@@ -1,6 +1,3 @@
-import gzip
-import struct
-
 import numpy as np
 import pytest
 import torch
@@ -10,19 +7,9 @@ from spikescale.data.registry import load_splits
 from spikescale.data.sequential import SequentialImages, pixel_permutation, pixel_statistics
 
 
-def _write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
-def tiny_mnist(tmp_path):
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 40), ("t10k", 10)):
-        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 4, 4)))
-        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 4)
-    return tmp_path
+def tiny_mnist(mnist_folder):
+    return mnist_folder(4, 4)
 
 
 def test_one_pixel_per_step_and_normalisation():

@@ -1,6 +1,3 @@
-import gzip
-import struct
-
 import numpy as np
 import pytest
 import torch
@@ -9,19 +6,9 @@ from spikescale.data.idx import FASHION_MNIST_ROOT
 from spikescale.data.static_images import StaticImageSet, collate_static
 
 
-def _write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture
-def tiny_set(tmp_path):
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 40), ("t10k", 10)):
-        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 3, 2)))
-        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 4)
-    return tmp_path
+def tiny_set(mnist_folder):
+    return mnist_folder(3, 2)
 
 
 def test_splits_are_disjoint_stratified_and_seeded(tiny_set):
