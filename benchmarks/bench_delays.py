@@ -6,8 +6,9 @@
 (b) Inference with integer delays (eval mode): the automatic method against the same dense conv on
     one-hot kernels and against the same network without delays (Linear → BN → LIF, no padding).
 
-Every variant runs the same network object (only ``DelayedDense.method`` changes); medians of consecutive
-calls are reported. On a shared machine use ``--threads 1 --clock cpu`` (process CPU time).
+Every variant runs the same network object (only ``DelayedDense.method`` changes); medians over rounds in
+which the variants take turns are reported. On a shared machine use ``--threads 1 --clock cpu`` (CPU time
+of the measuring thread).
 ``--calibrate`` prints the per-layer multiply-add throughput of each method (the constants of
 ``spikescale.functional.delays.estimate_cost``).
 Run: ``python benchmarks/bench_delays.py [--threads N] [--repeat R]``; ratios > 1 mean spikescale is faster.
@@ -16,7 +17,6 @@ Run: ``python benchmarks/bench_delays.py [--threads N] [--repeat R]``; ratios > 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from typing import Callable
@@ -36,18 +36,21 @@ CLOCK = time.perf_counter
 
 
 def measure(variants: dict[str, Callable[[], object]], repeat: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each variant over ``repeat`` consecutive calls after ``warmup`` calls."""
-    times = {}
-    for name, fn in variants.items():
+    """Median seconds of each variant over ``repeat`` rounds after ``warmup`` calls.
+
+    The variants take turns within each round, so that a drift in the machine's speed (other jobs, clock
+    changes) affects all of them alike.
+    """
+    for fn in variants.values():
         for _ in range(warmup):
             fn()
-        samples = []
-        for _ in range(repeat):
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, fn in variants.items():
             start = CLOCK()
             fn()
-            samples.append(CLOCK() - start)
-        times[name] = statistics.median(samples)
-    return times
+            samples[name].append(CLOCK() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def set_method(model: torch.nn.Module, method: str) -> None:
@@ -193,8 +196,7 @@ def main() -> None:
                         help="wall time, or the CPU time of this thread (robust to other load; needs --threads 1)")
     args = parser.parse_args()
     if args.threads:
-        torch.set_num_threads(args.threads)
-        os.environ["NUMBA_NUM_THREADS"] = str(args.threads)  # before the kernels first import numba
+        torch.set_num_threads(args.threads)  # the compiled kernels follow torch's thread count
     if args.clock == "cpu":
         if torch.get_num_threads() != 1:
             parser.error("--clock cpu measures one thread: add --threads 1")

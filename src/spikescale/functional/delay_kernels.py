@@ -11,9 +11,17 @@ with :math:`s_{oiq}` the first delay of synapse (o, i, q). Backward:
           \qquad \frac{\partial L}{\partial v_{oiqj}} = \sum_{t,b} \bar y_o[t]\; x_i[t - s_{oiq} - j].
 
 All three are ``O·I·Q·W`` multiply-adds per step and sample, W/K of the dense-kernel convolution's
-work. Signals are laid out channel-major with time and batch flattened (``[C, T·B]``), so a delay is a
-shift of the flat index by a multiple of B and every inner loop is a long contiguous vector loop. The
-kernels work on chunks of the flat axis so that accumulators and source windows stay in the caches.
+work. Each is a list of *entries* per destination channel ``c`` — a source channel shifted by a number of
+steps, and a value — so the forward pass and the input gradient run one kernel with different entry
+lists, and the value gradient is one dot product per entry.
+
+Layout: signals are *packed* as ``[B/16, C, R, 16]`` (16 batch elements innermost, one AVX-512 register
+of float32; the batch is zero-padded to a multiple of 16). A delay is then a shift by whole 64-byte rows,
+and the kernel computes a tile of 8 steps × 16 samples of one destination channel in eight vector
+registers, adding ``value × row`` (one broadcast, eight fused multiply-adds with memory operands) for each
+entry in turn. Entries are taken in groups of 16 source channels so that the rows a tile reads stay in the
+L1 cache. The tile is emitted as LLVM vector code (:func:`_tile_intrinsic`); LLVM maps it to the host's
+vector width. Packing and unpacking are parallel numba loops.
 
 numba is optional: :func:`available` says whether it can be imported; without it
 :mod:`spikescale.functional.delays` computes the same values through a dense kernel and the Fourier path.
@@ -28,12 +36,13 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from .delay_vector_ir import LANES, MAX_CORRELATE_TAPS, ROWS, intrinsics
 from .precision import full_precision
 
 __all__ = ["available", "sparse_tap_conv"]
 
-_BLOCK = 8  # destination channels per task of the correlation
-_CHUNK = 512  # flat (time × batch) positions per task
+GROUP = 16  # source channels per pass: the rows their entries read stay in the L1 cache
+BLOCK = 8  # destination channels per task of the value gradient
 
 
 def available() -> bool:
@@ -43,74 +52,90 @@ def available() -> bool:
 
 @lru_cache(maxsize=None)
 def _kernels():
-    """Compile (or load from numba's cache) the two kernels."""
-    import numba
-    import numpy as np
+    """Compile the kernels: pack, unpack, gather_accumulate, correlate (numba, parallel over tasks)."""
     from numba import njit, prange
 
-    options = dict(parallel=True, fastmath=True, boundscheck=False, nogil=True, cache=True)
+    tile, correlate_entry, transpose = intrinsics()
+    options = dict(parallel=True, fastmath=True, boundscheck=False, nogil=True)
 
     @njit(**options)
-    def gather_accumulate(src, vals, off, step, out):  # pragma: no cover - compiled
-        # out[c, n] = Σ_{c', q, j} vals[c, c', q, j] · src[c', n + off[c, c', q] + j·step]
-        channels, sources, count, taps = vals.shape
-        positions = out.shape[1]
-        chunks = (positions + _CHUNK - 1) // _CHUNK
-        for task in prange(chunks * channels):  # chunk-major: consecutive tasks reuse the source window
-            chunk = task // channels
-            c = task - chunk * channels
-            n0 = chunk * _CHUNK
-            width = min(_CHUNK, positions - n0)
-            acc = out[c, n0: n0 + width]
-            acc[:] = 0.0
-            for q in range(count):
-                for j in range(taps):
-                    shift = j * step + n0
-                    s = 0
-                    while s + 4 <= sources:  # four sources per pass over the accumulator
-                        a0, a1 = vals[c, s, q, j], vals[c, s + 1, q, j]
-                        a2, a3 = vals[c, s + 2, q, j], vals[c, s + 3, q, j]
-                        x0 = src[s, off[c, s, q] + shift:]
-                        x1 = src[s + 1, off[c, s + 1, q] + shift:]
-                        x2 = src[s + 2, off[c, s + 2, q] + shift:]
-                        x3 = src[s + 3, off[c, s + 3, q] + shift:]
-                        for n in range(width):
-                            acc[n] += a0 * x0[n] + a1 * x1[n] + a2 * x2[n] + a3 * x3[n]
-                        s += 4
-                    while s < sources:
-                        a0 = vals[c, s, q, j]
-                        x0 = src[s, off[c, s, q] + shift:]
-                        for n in range(width):
-                            acc[n] += a0 * x0[n]
-                        s += 1
+    def pack(x, before, out):  # pragma: no cover - compiled
+        # out[n, c, before + t, l] = x[t, 16n + l, c] (out is zero-filled), by 16 × 16 blocks
+        steps, batch, channels = x.shape
+        groups, _, rows, _ = out.shape
+        first, last = max(0, -before), min(steps, rows - before)
+        flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+        for task in prange(groups * max(0, last - first)):
+            n = task // (last - first)
+            t = first + task - n * (last - first)
+            lanes = min(LANES, batch - n * LANES)
+            for c0 in range(0, channels, LANES):
+                if lanes == LANES and c0 + LANES <= channels:
+                    transpose(flat_x, (t * batch + n * LANES) * channels + c0, channels,
+                              flat_out, ((n * channels + c0) * rows + before + t) * LANES, rows * LANES)
+                    continue
+                for c in range(c0, min(channels, c0 + LANES)):
+                    for lane in range(lanes):
+                        out[n, c, before + t, lane] = x[t, n * LANES + lane, c]
 
     @njit(**options)
-    def correlate(grad, src, off, step, out):  # pragma: no cover - compiled
-        # out[c, c', q, j] = Σ_n grad[c, n] · src[c', n + off[c, c', q] + j·step]
-        channels, sources, count, taps = out.shape
-        positions = grad.shape[1]
-        blocks = (channels + _BLOCK - 1) // _BLOCK
-        chunks = (positions + _CHUNK - 1) // _CHUNK
-        for block in prange(blocks):
-            c0 = block * _BLOCK
-            c1 = min(channels, c0 + _BLOCK)
-            for chunk in range(chunks):
-                n0 = chunk * _CHUNK
-                width = min(_CHUNK, positions - n0)
-                for source in range(sources):
-                    row = src[source]
-                    for c in range(c0, c1):
-                        g = grad[c, n0: n0 + width]
-                        for q in range(count):
-                            base = off[c, source, q] + n0
-                            for j in range(taps):
-                                segment = row[base + j * step: base + j * step + width]
-                                total = 0.0
-                                for n in range(width):
-                                    total += g[n] * segment[n]
-                                out[c, source, q, j] += total
+    def unpack(packed, out):  # pragma: no cover - compiled
+        # out[t, 16n + l, c] = packed[n, c, t, l], by 16 × 16 blocks
+        steps, batch, channels = out.shape
+        groups, _, rows, _ = packed.shape
+        flat_packed, flat_out = packed.reshape(-1), out.reshape(-1)
+        for task in prange(steps * groups):
+            t = task // groups
+            n = task - t * groups
+            lanes = min(LANES, batch - n * LANES)
+            for c0 in range(0, channels, LANES):
+                if lanes == LANES and c0 + LANES <= channels:
+                    transpose(flat_packed, ((n * channels + c0) * rows + t) * LANES, rows * LANES,
+                              flat_out, (t * batch + n * LANES) * channels + c0, channels)
+                    continue
+                for lane in range(lanes):
+                    for c in range(c0, min(channels, c0 + LANES)):
+                        out[t, n * LANES + lane, c] = packed[n, c, t, lane]
 
-    return gather_accumulate, correlate
+    @njit(**options)
+    def gather_accumulate(src, offsets, values, out):  # pragma: no cover - compiled
+        # out[n, c, t, l] = Σ_{e,j} values[c, e, j] · src[n] (flat)[offsets[c, e] + 16 (t − j) + l]
+        groups, channels, rows, _ = out.shape
+        panel = src.shape[1] * src.shape[2] * LANES
+        entries, taps = values.shape[1], values.shape[2]
+        block = GROUP * (entries // src.shape[1])  # the entries of GROUP source channels
+        flat_src, flat_out = src.reshape(-1), out.reshape(-1)
+        tiles = rows // ROWS
+        for task in prange(groups * tiles):  # sample-group-major: neighbouring tiles share source rows
+            n = task // tiles
+            t0 = (task - n * tiles) * ROWS
+            base = n * panel + t0 * LANES
+            for first in range(0, entries, block):
+                last = min(entries, first + block)
+                for c in range(channels):
+                    tile(flat_src, base, offsets, values, taps, first, last, c,
+                         flat_out, ((n * channels + c) * rows + t0) * LANES, first == 0)
+
+    @njit(**options)
+    def correlate(grad, shift, rows, src, offsets, out):  # pragma: no cover - compiled
+        # out[c, e, j] = Σ_n Σ_{t<rows, l} grad[n, c, shift + t, l] · src[n] (flat)[offsets[c, e] + 16 (t − j) + l]
+        groups, channels, grad_rows, _ = grad.shape
+        entries, taps = out.shape[1], out.shape[2]
+        panel = src.shape[1] * src.shape[2] * LANES
+        block = GROUP * (entries // src.shape[1])
+        flat_grad, flat_src, flat_out = grad.reshape(-1), src.reshape(-1), out.reshape(-1)
+        blocks = -(-channels // BLOCK)
+        for task in prange(blocks):  # BLOCK destination channels share the source rows of each group
+            for first in range(0, entries, block):
+                for c in range(task * BLOCK, min(channels, task * BLOCK + BLOCK)):
+                    grad_base = (c * grad_rows + shift) * LANES
+                    for e in range(first, min(entries, first + block)):
+                        for j0 in range(0, taps, MAX_CORRELATE_TAPS):
+                            correlate_entry(flat_grad, grad_base, channels * grad_rows * LANES,
+                                            flat_src, offsets[c, e] - j0 * LANES, panel, groups, rows // ROWS,
+                                            min(MAX_CORRELATE_TAPS, taps - j0), flat_out, (c * entries + e) * taps + j0)
+
+    return pack, unpack, gather_accumulate, correlate
 
 
 def _use_torch_threads() -> None:
@@ -120,57 +145,73 @@ def _use_torch_threads() -> None:
     numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, max(1, torch.get_num_threads())))
 
 
-def _flat(x: Tensor) -> Tensor:
-    """``[T, B, C]`` → contiguous ``[C, T·B]``."""
-    return x.permute(2, 0, 1).reshape(x.shape[2], -1).contiguous()
+def _round_up(steps: int) -> int:
+    return -(-steps // ROWS) * ROWS
 
 
-def _padded_source(x: Tensor, before: int, total: int) -> Tensor:
-    """``[T, B, C]`` → ``[C, total·B]``: ``before`` zero steps, then ``x``, then zeros (``total`` steps in all)."""
-    if before < 0:  # history older than the longest delay is never read
-        x, before = x[-before:], 0
+def _packed(x: Tensor, before: int, rows: int) -> Tensor:
+    """``x [L, B, C]`` → ``[⌈B/16⌉, C, rows, 16]`` with row ``before + t`` holding step ``t`` (zeros elsewhere)."""
+    pack = _kernels()[0]
     steps, batch, channels = x.shape
-    kept = max(0, min(steps, total - before))
-    out = x.new_zeros(channels, total, batch)
-    out[:, before: before + kept] = x[:kept].permute(2, 0, 1)
-    return out.reshape(channels, total * batch)
+    out = x.new_zeros(-(-batch // LANES), channels, rows, LANES)
+    pack(x.detach().contiguous().numpy(), before, out.numpy())
+    return out
+
+
+def _unpacked(packed: Tensor, steps: int, batch: int) -> Tensor:
+    """The first ``steps`` rows and ``batch`` samples of a packed signal as ``[steps, batch, C]``."""
+    unpack = _kernels()[1]
+    out = packed.new_empty(steps, batch, packed.shape[1])
+    unpack(packed.numpy(), out.numpy())
+    return out
+
+
+def _entries(first: Tensor, rows: int, origin: int, sign: int) -> Tensor:
+    """Offsets ``[C_dst, C_src·Q]`` of packed row ``c_src·rows + origin + sign·first[c_dst, c_src, q]``, in elements."""
+    channel = torch.arange(first.shape[1], device=first.device).view(1, -1, 1) * rows
+    return ((channel + origin + sign * first) * LANES).reshape(first.shape[0], -1).contiguous()
 
 
 class _SparseTapConv(torch.autograd.Function):
     @staticmethod
     @full_precision
     def forward(ctx, x_ext, values, start, lead, out_steps, span):
-        gather_accumulate, _ = _kernels()
-        batch = x_ext.shape[1]
-        # Source time index u ↔ input time u - span; the output at t reads u = t + span - s - j.
-        source = _padded_source(x_ext, span - lead, out_steps + span)
-        offsets = ((span - start) * batch).contiguous()
-        out = values.new_empty(values.shape[0], out_steps * batch)
-        gather_accumulate(source.numpy(), values.detach().contiguous().numpy(), offsets.numpy(), -batch, out.numpy())
-        ctx.save_for_backward(source, values, start)
-        ctx.shape = (x_ext.shape[0], batch, lead, out_steps, span)
-        return out.view(-1, out_steps, batch).permute(1, 2, 0).contiguous()
+        _, _, gather_accumulate, _ = _kernels()
+        steps, batch, _ = x_ext.shape
+        outputs, inputs, count, taps = values.shape
+        out_rows = _round_up(out_steps)
+        # Source row u ↔ input time u − span; the output at t reads row t + span − s − j.
+        source = _packed(x_ext, span - lead, out_rows + span)
+        offsets = _entries(start, source.shape[2], span, -1)
+        flat_values = values.detach().reshape(outputs, inputs * count, taps).contiguous()
+        out = x_ext.new_empty(source.shape[0], outputs, out_rows, LANES)
+        gather_accumulate(source.numpy(), offsets.numpy(), flat_values.numpy(), out.numpy())
+        ctx.save_for_backward(source, values, start, offsets)
+        ctx.shape = (steps, batch, lead, out_steps, span)
+        return _unpacked(out, out_steps, batch)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        gather_accumulate, correlate = _kernels()
-        source, values, start = ctx.saved_tensors
+        _, _, gather_accumulate, correlate = _kernels()
+        source, values, start, offsets = ctx.saved_tensors
         steps, batch, lead, out_steps, span = ctx.shape
+        outputs, inputs, count, taps = values.shape
+        in_rows, out_rows = _round_up(steps), _round_up(out_steps)
+        # Row r of the packed gradient ↔ output step r − lead; dL/dx_ext[r] reads rows r + s + j.
+        grad = _packed(grad_y, lead, max(in_rows + span, lead + out_rows))
         grad_x = grad_values = None
         if ctx.needs_input_grad[1]:
-            grad_flat = _flat(grad_y)
-            grad_values = torch.zeros_like(values)
-            offsets = ((span - start) * batch).contiguous()
-            correlate(grad_flat.numpy(), source.numpy(), offsets.numpy(), -batch, grad_values.numpy())
+            grad_values = values.new_empty(outputs, inputs * count, taps)
+            correlate(grad.numpy(), lead, out_rows, source.numpy(), offsets.numpy(), grad_values.numpy())
+            grad_values = grad_values.view(values.shape)
         if ctx.needs_input_grad[0]:
-            # dL/dx_ext[r] = Σ v · ḡ[r - lead + s + j]: gather from the output gradient shifted by +s + j.
-            grad_source = _padded_source(grad_y, lead, steps + span)
-            transposed = values.detach().permute(1, 0, 2, 3).contiguous()
-            offsets = (start.permute(1, 0, 2) * batch).contiguous()
-            flat = values.new_empty(values.shape[1], steps * batch)
-            gather_accumulate(grad_source.numpy(), transposed.numpy(), offsets.numpy(), batch, flat.numpy())
-            grad_x = flat.view(-1, steps, batch).permute(1, 2, 0)
+            # Taps reversed so that tap j' = W − 1 − j reads one row back from tap j' − 1, as in the forward pass.
+            transposed = values.detach().permute(1, 0, 2, 3).flip(-1).reshape(inputs, outputs * count, taps)
+            offsets_x = _entries(start.permute(1, 0, 2), grad.shape[2], taps - 1, 1)
+            out = grad.new_empty(grad.shape[0], inputs, in_rows, LANES)
+            gather_accumulate(grad.numpy(), offsets_x.numpy(), transposed.contiguous().numpy(), out.numpy())
+            grad_x = _unpacked(out, steps, batch)
         return grad_x, grad_values, None, None, None, None
 
 
