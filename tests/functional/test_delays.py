@@ -242,6 +242,24 @@ def test_compiled_kernel_equals_densified_fourier_with_history():
         assert torch.allclose(a, b, atol=1e-12)
 
 
+@pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
+@pytest.mark.parametrize("batch, inputs, outputs, taps", [(20, 35, 18, 3), (32, 16, 16, 1), (16, 17, 33, 11),
+                                                          (3, 4, 2, 37)])
+def test_compiled_kernel_on_full_and_partial_vector_blocks(batch, inputs, outputs, taps):
+    # 16 samples × 16 channels form one register block; shapes mix whole blocks with remainders; 37 taps
+    # take two passes of the value gradient (at most 32 taps each)
+    max_delay = taps + 10
+    values = torch.randn(outputs, inputs, 2, taps, dtype=D, requires_grad=True)
+    start = torch.randint(0, max_delay + 1 - taps, (outputs, inputs, 2))
+    x = torch.randn(3 + 21, batch, inputs, dtype=D, requires_grad=True)  # 3 history rows
+    y = delay_kernels.sparse_tap_conv(x, values, start, 3, 26)
+    ref = fd._fourier_core(x, 3, fd._densify(values, start, max_delay), 26)
+    assert torch.allclose(y, ref, atol=1e-11)
+    g = torch.randn_like(y)
+    for a, b in zip(_grads(y, (x, values), g), _grads(ref, (x, values), g)):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
 def test_taps_without_the_compiled_kernels_equal_the_reference(monkeypatch):
     monkeypatch.setattr(delay_kernels, "available", lambda: False)
     x = torch.randn(12, 2, 5, dtype=D, requires_grad=True)

@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import importlib.util
 from functools import lru_cache
+from types import SimpleNamespace
+from typing import Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
-from .delay_vector_ir import LANES, MAX_CORRELATE_TAPS, ROWS, intrinsics
+from .delay_vector_ir import LANES, MAX_CORRELATE_TAPS, ROWS, SINGLE_TAP_ROWS, intrinsics
 from .precision import full_precision
 
 __all__ = ["available", "sparse_tap_conv"]
@@ -52,10 +55,11 @@ def available() -> bool:
 
 @lru_cache(maxsize=None)
 def _kernels():
-    """Compile the kernels: pack, unpack, gather_accumulate, correlate (numba, parallel over tasks)."""
+    """Compile the kernels: pack, pack_bits, unpack, gather_accumulate, correlate (numba, parallel)."""
+    import numpy as np
     from numba import njit, prange
 
-    tile, correlate_entry, transpose = intrinsics()
+    tile, single_tap_tile, correlate_entry, transpose = intrinsics()
     options = dict(parallel=True, fastmath=True, boundscheck=False, nogil=True)
 
     @njit(**options)
@@ -79,42 +83,71 @@ def _kernels():
                         out[n, c, before + t, lane] = x[t, n * LANES + lane, c]
 
     @njit(**options)
-    def unpack(packed, out):  # pragma: no cover - compiled
-        # out[t, 16n + l, c] = packed[n, c, t, l], by 16 × 16 blocks
+    def pack_bits(x, before, out):  # pragma: no cover - compiled
+        # out[n, c, before + t] bit l = (x[t, 16n + l, c] != 0) (out is zero-filled); returns how many
+        # values were neither 0 nor 1 (NaN included)
+        steps, batch, channels = x.shape
+        groups, _, rows = out.shape
+        first, last = max(0, -before), min(steps, rows - before)
+        others = 0
+        for task in prange(groups * max(0, last - first)):
+            n = task // (last - first)
+            t = first + task - n * (last - first)
+            masks = np.zeros(channels, np.int32)
+            for lane in range(min(LANES, batch - n * LANES)):
+                values = x[t, n * LANES + lane]
+                for c in range(channels):
+                    masks[c] |= np.int32(values[c] != 0.0) << lane
+                    others += (values[c] != 0.0) & (values[c] != 1.0)
+            for c in range(channels):
+                out[n, c, before + t] = masks[c]
+        return others
+
+    @njit(nogil=True, fastmath=True, boundscheck=False)
+    def store_tile(tile_rows, t0, n, out):  # pragma: no cover - compiled
+        # out[t0 + k, 16n + l, c] = tile_rows[c, k, l] for the steps and samples out has, by 16 × 16 blocks
         steps, batch, channels = out.shape
-        groups, _, rows, _ = packed.shape
-        flat_packed, flat_out = packed.reshape(-1), out.reshape(-1)
-        for task in prange(steps * groups):
-            t = task // groups
-            n = task - t * groups
-            lanes = min(LANES, batch - n * LANES)
+        height = tile_rows.shape[1]
+        lanes = min(LANES, batch - n * LANES)
+        flat_tile, flat_out = tile_rows.reshape(-1), out.reshape(-1)
+        for k in range(min(height, steps - t0)):
             for c0 in range(0, channels, LANES):
                 if lanes == LANES and c0 + LANES <= channels:
-                    transpose(flat_packed, ((n * channels + c0) * rows + t) * LANES, rows * LANES,
-                              flat_out, (t * batch + n * LANES) * channels + c0, channels)
+                    transpose(flat_tile, (c0 * height + k) * LANES, height * LANES,
+                              flat_out, ((t0 + k) * batch + n * LANES) * channels + c0, channels)
                     continue
                 for lane in range(lanes):
                     for c in range(c0, min(channels, c0 + LANES)):
-                        out[t, n * LANES + lane, c] = packed[n, c, t, lane]
+                        out[t0 + k, n * LANES + lane, c] = tile_rows[c, k, lane]
 
     @njit(**options)
     def gather_accumulate(src, offsets, values, out):  # pragma: no cover - compiled
-        # out[n, c, t, l] = Σ_{e,j} values[c, e, j] · src[n] (flat)[offsets[c, e] + 16 (t − j) + l]
-        groups, channels, rows, _ = out.shape
-        panel = src.shape[1] * src.shape[2] * LANES
+        # out[t, 16n + l, c] = Σ_{e,j} values[c, e, j] · src[n] (flat)[offsets[c, e] + u (t − j) (+ l)], rows
+        # of u = 16 elements (float source [B/16, C, R, 16]) or of one 16-bit mask (spike source [B/16, C, R]).
+        # Each task computes all channels of one tile of rows and samples, then transposes it into out.
+        steps, batch, channels = out.shape
+        unit = LANES if src.ndim == 4 else 1
+        panel = src.shape[1] * src.shape[2] * unit
         entries, taps = values.shape[1], values.shape[2]
         block = GROUP * (entries // src.shape[1])  # the entries of GROUP source channels
-        flat_src, flat_out = src.reshape(-1), out.reshape(-1)
-        tiles = rows // ROWS
-        for task in prange(groups * tiles):  # sample-group-major: neighbouring tiles share source rows
+        flat_src = src.reshape(-1)
+        height = SINGLE_TAP_ROWS if taps == 1 else ROWS
+        tiles = -(-steps // height)
+        for task in prange(src.shape[0] * tiles):  # sample-group-major: neighbouring tiles share source rows
             n = task // tiles
-            t0 = (task - n * tiles) * ROWS
-            base = n * panel + t0 * LANES
+            t0 = (task - n * tiles) * height
+            base = n * panel + t0 * unit
+            tile_rows = np.empty((channels, height, LANES), values.dtype)
+            flat_tile = tile_rows.reshape(-1)
             for first in range(0, entries, block):
                 last = min(entries, first + block)
                 for c in range(channels):
-                    tile(flat_src, base, offsets, values, taps, first, last, c,
-                         flat_out, ((n * channels + c) * rows + t0) * LANES, first == 0)
+                    at = c * height * LANES
+                    if taps == 1:
+                        single_tap_tile(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
+                    else:
+                        tile(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
+            store_tile(tile_rows, t0, n, out)
 
     @njit(**options)
     def correlate(grad, shift, rows, src, offsets, out):  # pragma: no cover - compiled
@@ -135,7 +168,8 @@ def _kernels():
                                             flat_src, offsets[c, e] - j0 * LANES, panel, groups, rows // ROWS,
                                             min(MAX_CORRELATE_TAPS, taps - j0), flat_out, (c * entries + e) * taps + j0)
 
-    return pack, unpack, gather_accumulate, correlate
+    return SimpleNamespace(pack=pack, pack_bits=pack_bits, gather_accumulate=gather_accumulate,
+                           correlate=correlate)
 
 
 def _use_torch_threads() -> None:
@@ -146,37 +180,38 @@ def _use_torch_threads() -> None:
 
 
 def _round_up(steps: int) -> int:
-    return -(-steps // ROWS) * ROWS
+    """Rows of a packed output: whole tiles of either height."""
+    return -(-steps // SINGLE_TAP_ROWS) * SINGLE_TAP_ROWS
 
 
 def _packed(x: Tensor, before: int, rows: int) -> Tensor:
     """``x [L, B, C]`` → ``[⌈B/16⌉, C, rows, 16]`` with row ``before + t`` holding step ``t`` (zeros elsewhere)."""
-    pack = _kernels()[0]
     steps, batch, channels = x.shape
     out = x.new_zeros(-(-batch // LANES), channels, rows, LANES)
-    pack(x.detach().contiguous().numpy(), before, out.numpy())
+    _kernels().pack(x.detach().contiguous().numpy(), before, out.numpy())
     return out
 
 
-def _unpacked(packed: Tensor, steps: int, batch: int) -> Tensor:
-    """The first ``steps`` rows and ``batch`` samples of a packed signal as ``[steps, batch, C]``."""
-    unpack = _kernels()[1]
-    out = packed.new_empty(steps, batch, packed.shape[1])
-    unpack(packed.numpy(), out.numpy())
-    return out
+def _packed_spikes(x: Tensor, before: int, rows: int) -> Optional[Tensor]:
+    """``x [L, B, C]`` as 16-bit masks ``[⌈B/16⌉, C, rows]`` (layout of :func:`_packed`), or ``None`` if a value
+    of ``x`` is neither 0 nor 1."""
+    steps, batch, channels = x.shape
+    out = torch.zeros(-(-batch // LANES), channels, rows, dtype=torch.int16)
+    others = _kernels().pack_bits(x.detach().contiguous().numpy(), before, out.numpy().view(np.uint16))
+    return out if others == 0 else None
 
 
-def _entries(first: Tensor, rows: int, origin: int, sign: int) -> Tensor:
-    """Offsets ``[C_dst, C_src·Q]`` of packed row ``c_src·rows + origin + sign·first[c_dst, c_src, q]``, in elements."""
+def _entries(first: Tensor, rows: int, origin: int, sign: int, unit: int = LANES) -> Tensor:
+    """Offsets ``[C_dst, C_src·Q]`` of packed row ``c_src·rows + origin + sign·first[c_dst, c_src, q]``, in
+    elements (``unit`` per row)."""
     channel = torch.arange(first.shape[1], device=first.device).view(1, -1, 1) * rows
-    return ((channel + origin + sign * first) * LANES).reshape(first.shape[0], -1).contiguous()
+    return ((channel + origin + sign * first) * unit).reshape(first.shape[0], -1).contiguous()
 
 
 class _SparseTapConv(torch.autograd.Function):
     @staticmethod
     @full_precision
     def forward(ctx, x_ext, values, start, lead, out_steps, span):
-        _, _, gather_accumulate, _ = _kernels()
         steps, batch, _ = x_ext.shape
         outputs, inputs, count, taps = values.shape
         out_rows = _round_up(out_steps)
@@ -184,16 +219,15 @@ class _SparseTapConv(torch.autograd.Function):
         source = _packed(x_ext, span - lead, out_rows + span)
         offsets = _entries(start, source.shape[2], span, -1)
         flat_values = values.detach().reshape(outputs, inputs * count, taps).contiguous()
-        out = x_ext.new_empty(source.shape[0], outputs, out_rows, LANES)
-        gather_accumulate(source.numpy(), offsets.numpy(), flat_values.numpy(), out.numpy())
+        out = x_ext.new_empty(out_steps, batch, outputs)
+        _kernels().gather_accumulate(source.numpy(), offsets.numpy(), flat_values.numpy(), out.numpy())
         ctx.save_for_backward(source, values, start, offsets)
         ctx.shape = (steps, batch, lead, out_steps, span)
-        return _unpacked(out, out_steps, batch)
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        _, _, gather_accumulate, correlate = _kernels()
         source, values, start, offsets = ctx.saved_tensors
         steps, batch, lead, out_steps, span = ctx.shape
         outputs, inputs, count, taps = values.shape
@@ -203,15 +237,14 @@ class _SparseTapConv(torch.autograd.Function):
         grad_x = grad_values = None
         if ctx.needs_input_grad[1]:
             grad_values = values.new_empty(outputs, inputs * count, taps)
-            correlate(grad.numpy(), lead, out_rows, source.numpy(), offsets.numpy(), grad_values.numpy())
+            _kernels().correlate(grad.numpy(), lead, out_rows, source.numpy(), offsets.numpy(), grad_values.numpy())
             grad_values = grad_values.view(values.shape)
         if ctx.needs_input_grad[0]:
             # Taps reversed so that tap j' = W − 1 − j reads one row back from tap j' − 1, as in the forward pass.
             transposed = values.detach().permute(1, 0, 2, 3).flip(-1).reshape(inputs, outputs * count, taps)
             offsets_x = _entries(start.permute(1, 0, 2), grad.shape[2], taps - 1, 1)
-            out = grad.new_empty(grad.shape[0], inputs, in_rows, LANES)
-            gather_accumulate(grad.numpy(), offsets_x.numpy(), transposed.contiguous().numpy(), out.numpy())
-            grad_x = _unpacked(out, steps, batch)
+            grad_x = grad.new_empty(steps, batch, inputs)
+            _kernels().gather_accumulate(grad.numpy(), offsets_x.numpy(), transposed.contiguous().numpy(), grad_x.numpy())
         return grad_x, grad_values, None, None, None, None
 
 
@@ -231,4 +264,18 @@ def sparse_tap_conv(x_ext: Tensor, values: Tensor, start: Tensor, lead: int, out
     taps = values.shape[-1]
     span = int(start.max().item()) + taps - 1 if start.numel() else taps - 1
     values = values.to(x_ext.dtype)
+    if not (torch.is_grad_enabled() and (x_ext.requires_grad or values.requires_grad)):
+        spikes = _packed_spikes(x_ext, span - lead, _round_up(out_steps) + span)
+        if spikes is not None:
+            return _spike_tap_conv(spikes, values, start, out_steps, span, x_ext.shape[1])
     return _SparseTapConv.apply(x_ext, values, start.contiguous(), lead, out_steps, span)
+
+
+def _spike_tap_conv(spikes: Tensor, values: Tensor, start: Tensor, out_steps: int, span: int, batch: int) -> Tensor:
+    """The forward pass of :class:`_SparseTapConv` on a spike source packed by :func:`_packed_spikes`."""
+    outputs, inputs, count, taps = values.shape
+    offsets = _entries(start, spikes.shape[2], span, -1, unit=1)
+    flat_values = values.reshape(outputs, inputs * count, taps).contiguous()
+    out = values.new_empty(out_steps, batch, outputs)
+    _kernels().gather_accumulate(spikes.numpy().view(np.uint16), offsets.numpy(), flat_values.numpy(), out.numpy())
+    return out

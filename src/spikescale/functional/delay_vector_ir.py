@@ -12,7 +12,10 @@ of ``ROWS`` consecutive rows held in registers. All arrays are flat (1-D) except
           \quad k < 8,\ l < 16
 
 (``=`` when ``init``). Tap j of an entry reads the window of tap j − 1 shifted one row back, so the
-window slides through registers: one new row per tap, eight fused multiply-adds.
+window slides through registers: one new row per tap, eight fused multiply-adds. With a ``uint16`` source
+(spikes packed as bit masks ``[B/16, C, R]``, bit l = sample l of the group, one element per row) the
+same tile adds the value to the lanes whose bit is set: a 2-byte load and a masked add per row instead
+of a 64-byte load and a multiply-add, for inputs that are all 0 or 1 (spikes at inference).
 
 ``correlate(grad, grad_base, grad_stride, src, src_base, src_stride, groups, tiles, taps, out, out_base)``
 — the dot products of one entry with its W taps, over ``groups`` sample groups and ``tiles`` tiles:
@@ -33,6 +36,7 @@ from functools import lru_cache
 
 LANES = 16  # batch elements per vector
 ROWS = 8  # rows (time steps) per tile
+SINGLE_TAP_ROWS = 16  # rows per tile of entries with one tap (integer delays)
 MAX_CORRELATE_TAPS = 32  # taps per call of ``correlate`` (its accumulators live on the stack)
 
 
@@ -65,14 +69,13 @@ def intrinsics():
     def zero(vector):
         return ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * LANES)
 
-    def for_taps(builder, taps, data, position, window, body):
+    def for_taps(builder, taps, position, window, read, unit, body):
         """Call ``body(u, j)`` for taps ``j < taps`` with the window sliding one row back per tap.
 
-        Row ``r`` of the window (source row ``position/16 + r``) lives in slot ``r mod 8``; the tap loop
-        is unrolled by eight, so tap ``j`` finds row ``k − j`` in slot ``(k − u) mod 8`` with ``u = j mod 8``
-        and the slides are plain loads into constant slots (no register moves).
+        Row ``r`` of the window (the row ``unit·r`` elements after ``position``) lives in slot ``r mod 8``;
+        the tap loop is unrolled by eight, so tap ``j`` finds row ``k − j`` in slot ``(k − u) mod 8`` with
+        ``u = j mod 8``, and each slide is one ``read(position)`` into a constant slot (no register moves).
         """
-        vector = window[0].type.pointee
         count = builder.udiv(builder.add(taps, ir.Constant(taps.type, ROWS - 1)), ir.Constant(taps.type, ROWS))
         with cgutils.for_range(builder, count) as group:
             for u in range(ROWS):
@@ -81,51 +84,75 @@ def intrinsics():
                     body(u, j)
                     following = builder.add(j, ir.Constant(taps.type, 1))
                     with builder.if_then(builder.icmp_signed("<", following, taps)):
-                        back = builder.sub(position, builder.mul(following, ir.Constant(taps.type, LANES)))
-                        builder.store(load(builder, data, back, vector), window[(-u - 1) % ROWS])
+                        back = builder.sub(position, builder.mul(following, ir.Constant(taps.type, unit)))
+                        builder.store(read(back), window[(-u - 1) % ROWS])
 
     def data_of(context, builder, array_type, value):
         return context.make_array(array_type)(context, builder, value)
 
-    @intrinsic
-    def tile(typingctx, src, base, offsets, values, taps, first, last, channel, out, out_base, init):
-        signature = types.void(src, base, offsets, values, taps, first, last, channel, out, out_base, init)
+    def make_tile(rows, sliding):
+        """The gather tile over ``rows`` rows: any number of taps with a sliding window (``rows`` = 8), or
+        exactly one tap per entry in straight-line code (integer delays: more rows amortise each entry)."""
 
-        def codegen(context, builder, sig, args):
-            src_v, base_v, offsets_v, values_v, taps_v, first_v, last_v, channel_v, out_v, out_base_v, init_v = args
-            vector = ir.VectorType(context.get_value_type(src.dtype), LANES)
-            src_p = data_of(context, builder, src, src_v).data
-            offsets_a = data_of(context, builder, offsets, offsets_v)
-            values_p = data_of(context, builder, values, values_v).data
-            out_p = data_of(context, builder, out, out_v).data
-            row = builder.mul(channel_v, builder.extract_value(offsets_a.shape, 1))
-            sums = [cgutils.alloca_once(builder, vector) for _ in range(ROWS)]
-            window = [cgutils.alloca_once(builder, vector) for _ in range(ROWS)]
-            with builder.if_else(cgutils.is_true(builder, init_v)) as (fresh, partial):
-                with fresh:
-                    for acc in sums:
-                        builder.store(zero(vector), acc)
-                with partial:
-                    for k, acc in enumerate(sums):
-                        builder.store(load(builder, out_p, out_base_v, vector, k * LANES), acc)
-            one = ir.Constant(first_v.type, 1)
-            with cgutils.for_range_slice(builder, first_v, last_v, one, inc=True) as (entry, _):
-                at = builder.add(row, entry)
-                position = builder.add(base_v, builder.load(builder.gep(offsets_a.data, [at])))
-                for k, rows in enumerate(window):
-                    builder.store(load(builder, src_p, position, vector, k * LANES), rows)
-                tap_values = builder.gep(values_p, [builder.mul(at, taps_v)])
+        @intrinsic
+        def tile(typingctx, src, base, offsets, values, taps, first, last, channel, out, out_base, init):
+            signature = types.void(src, base, offsets, values, taps, first, last, channel, out, out_base, init)
+            binary = isinstance(src.dtype, types.Integer)  # rows of 16-bit spike masks instead of vectors
 
-                def accumulate(u, j):
-                    weight = splat(builder, builder.load(builder.gep(tap_values, [j])), vector)
-                    for k, acc in enumerate(sums):
-                        builder.store(fma(builder, builder.load(acc), weight, builder.load(window[(k - u) % ROWS])), acc)
+            def codegen(context, builder, sig, args):
+                src_v, base_v, offsets_v, values_v, taps_v, first_v, last_v, channel_v, out_v, out_base_v, init_v = args
+                vector = ir.VectorType(context.get_value_type(values.dtype), LANES)
+                src_p = data_of(context, builder, src, src_v).data
+                offsets_a = data_of(context, builder, offsets, offsets_v)
+                values_p = data_of(context, builder, values, values_v).data
+                out_p = data_of(context, builder, out, out_v).data
+                unit = 1 if binary else LANES
+                mask = ir.VectorType(ir.IntType(1), LANES)
 
-                for_taps(builder, taps_v, src_p, position, window, accumulate)
-            for k, acc in enumerate(sums):
-                builder.store(builder.load(acc), pointer(builder, out_p, out_base_v, vector, k * LANES), align=4)
+                def read(position, k=0):
+                    if binary:
+                        return builder.load(builder.gep(src_p, [builder.add(position, ir.Constant(position.type, k))]))
+                    return load(builder, src_p, position, vector, k * LANES)
 
-        return signature, codegen
+                def add_row(acc, weight, row):
+                    if binary:  # acc + w where the sample spiked
+                        return builder.select(builder.bitcast(row, mask), builder.fadd(acc, weight, flags=("fast",)),
+                                              acc)
+                    return fma(builder, acc, weight, row)
+
+                row = builder.mul(channel_v, builder.extract_value(offsets_a.shape, 1))
+                sums = [cgutils.alloca_once(builder, vector) for _ in range(rows)]
+                window = [cgutils.alloca_once(builder, ir.IntType(16) if binary else vector) for _ in range(ROWS)]
+                with builder.if_else(cgutils.is_true(builder, init_v)) as (fresh, partial):
+                    with fresh:
+                        for acc in sums:
+                            builder.store(zero(vector), acc)
+                    with partial:
+                        for k, acc in enumerate(sums):
+                            builder.store(load(builder, out_p, out_base_v, vector, k * LANES), acc)
+                one = ir.Constant(first_v.type, 1)
+                with cgutils.for_range_slice(builder, first_v, last_v, one, inc=True) as (entry, _):
+                    at = builder.add(row, entry)
+                    position = builder.add(base_v, builder.load(builder.gep(offsets_a.data, [at])))
+                    tap_values = builder.gep(values_p, [builder.mul(at, taps_v)])
+                    def accumulate(u, j):
+                        weight = splat(builder, builder.load(builder.gep(tap_values, [j])), vector)
+                        for k, acc in enumerate(sums):
+                            row = builder.load(window[(k - u) % ROWS]) if sliding else read(position, k)
+                            builder.store(add_row(builder.load(acc), weight, row), acc)
+
+                    if sliding:
+                        for k, slot in enumerate(window):
+                            builder.store(read(position, k), slot)
+                        for_taps(builder, taps_v, position, window, read, unit, accumulate)
+                    else:
+                        accumulate(0, ir.Constant(taps_v.type, 0))
+                for k, acc in enumerate(sums):
+                    builder.store(builder.load(acc), pointer(builder, out_p, out_base_v, vector, k * LANES), align=4)
+
+            return signature, codegen
+
+        return tile
 
     @intrinsic
     def correlate(typingctx, grad, grad_base, grad_stride, src, src_base, src_stride, groups, tiles, taps, out,
@@ -165,7 +192,8 @@ def intrinsics():
                         total = builder.fadd(halves[0], halves[1], flags=("fast",))
                         builder.store(builder.fadd(builder.load(slot), total, flags=("fast",)), slot)
 
-                    for_taps(builder, taps_v, src_p, s_position, window, accumulate)
+                    for_taps(builder, taps_v, s_position, window, lambda at: load(builder, src_p, at, vector), LANES,
+                             accumulate)
             name = f"llvm.vector.reduce.fadd.v{LANES}{'f32' if scalar == ir.FloatType() else 'f64'}"
             reduce = cgutils.get_or_insert_function(builder.module, ir.FunctionType(scalar, [scalar, vector]), name)
             with cgutils.for_range(builder, taps_v) as loop:
@@ -204,4 +232,4 @@ def intrinsics():
 
         return signature, codegen
 
-    return tile, correlate, transpose
+    return make_tile(ROWS, True), make_tile(SINGLE_TAP_ROWS, False), correlate, transpose
