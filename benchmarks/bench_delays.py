@@ -159,31 +159,41 @@ def _table(times: dict[str, float], reference: float) -> None:
 
 
 def calibrate(repeat: int) -> None:
-    """Implied forward/backward constants of ``estimate_cost`` on the 256→256 layer (integer delays, W = 1)."""
+    """Implied forward/backward constants of ``estimate_cost`` on the 256→256 layer: integer delays (one tap)
+    and interpolated delays at σ = 0.23 and σ = 1 (the few-tap windows W of the default tolerance)."""
     x = (torch.rand(STEPS, BATCH, 256) < 0.1).float().requires_grad_()
     weight = (torch.randn(256, 256, 1) * 0.1).requires_grad_()
-    delays = fd.integer_delays((torch.rand(256, 256, 1) * 2 - 1) * 12, K)
+    positions = ((torch.rand(256, 256, 1) * 2 - 1) * 12).requires_grad_()
+    delays = fd.integer_delays(positions, K)
     methods = ("dense", "fourier", "taps")
+    cases = {"integer": None, "σ=0.23": 0.23, "σ=1": 1.0}
 
-    def forward(method):
+    def call(sigma, method):
+        if sigma is None:
+            return fd.integer_delay_conv(x, weight, delays, K, method=method)[0]
+        return fd.delay_conv(x, weight, positions, sigma, K, method=method)[0]
+
+    def forward(sigma, method):
         with torch.no_grad():
-            fd.integer_delay_conv(x, weight, delays, K, method=method)
+            call(sigma, method)
 
-    def training(method):
-        y, _ = fd.integer_delay_conv(x, weight, delays, K, method=method)
-        y.backward(torch.ones_like(y))
+    def training(sigma, method):
+        call(sigma, method).backward(torch.ones(fd.output_length(STEPS, K), BATCH, 256))
 
-    variants = {(m, grad): (lambda m=m, g=grad: (training if g else forward)(m)) for m in methods for grad in (False, True)}
+    variants = {(case, m, grad): (lambda s=sigma, m=m, g=grad: (training if g else forward)(s, m))
+                for case, sigma in cases.items() for m in methods for grad in (False, True)}
     times = measure(variants, repeat)
-    shape = dict(steps=STEPS, batch=BATCH, in_features=256, out_features=256, max_delay=K, taps=1,
-                 length="extend", delays_per_synapse=1)
-    unit = times[("fourier", False)] / fd._macs("fourier", **shape)
-    print("\ncalibration: 256→256 layer, integer delays (one tap), T=100, B=64")
-    for m in methods:
-        macs = fd._macs(m, **shape)
-        fwd, both = times[(m, False)], times[(m, True)]
-        print(f"  {m:8s} forward {fwd * 1e3:7.1f} ms, forward+backward {both * 1e3:7.1f} ms; implied constants "
-              f"({fwd / macs / unit:.2f}, {(both - fwd) / macs / unit:.2f}), now {fd._time_per_mac(m, 1)}")
+    print("\ncalibration: 256→256 layer, T=100, B=64, 10 %-dense input spikes (unit: Fourier forward per MAC)")
+    for case, sigma in cases.items():
+        taps = 1 if sigma is None else fd.tap_window(positions, sigma, K)[1]
+        shape = dict(steps=STEPS, batch=BATCH, in_features=256, out_features=256, max_delay=K, taps=taps,
+                     length="extend", delays_per_synapse=1)
+        unit = times[(case, "fourier", False)] / fd._macs("fourier", **shape)
+        for m in methods:
+            macs = fd._macs(m, **shape)
+            fwd, both = times[(case, m, False)], times[(case, m, True)]
+            print(f"  {case:8s} W={taps:2d} {m:8s} forward {fwd * 1e3:7.1f} ms, forward+backward {both * 1e3:7.1f} ms;"
+                  f" implied ({fwd / macs / unit:.2f}, {(both - fwd) / macs / unit:.2f}), now {fd._time_per_mac(m, taps)}")
 
 
 def main() -> None:

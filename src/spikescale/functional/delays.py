@@ -280,18 +280,22 @@ def tap_window(
 # Costs and the automatic choice
 
 # Time per forward multiply-add of each method, forward and backward, relative to the forward of the
-# Fourier path. Fitted to the three layers of benchmarks/bench_delays.py (140→256, 256→256, 256→20; T≈100,
-# B=64, K=25), timed on one thread of a 2-core AMD EPYC Zen 5 (torch 2.13 with MKL and oneDNN; thread CPU
-# time). conv1d (oneDNN, AVX-512) does its K-fold work about 3x faster per multiply-add than the MKL GEMMs of
-# the Fourier path, but slows down on narrow outputs (factor 1 + 32/out, fitted on 256 and 20 outputs); the
-# compiled sparse-tap kernels are slower per multiply-add, less so with more taps per synapse (W), whose
-# windows share loads.
-_TIME_PER_MAC = {"dense": (0.33, 0.9), "fourier": (1.0, 1.7)}
+# Fourier path. Measured with ``benchmarks/bench_delays.py --calibrate`` on the 256→256 layer (T=100, B=64,
+# K=25; integer delays and σ = 0.23 and 1, i.e. W = 1, 6, 14) on one thread of a 2-core AMD EPYC (torch 2.13
+# with MKL and oneDNN; thread CPU time). conv1d (oneDNN) does its K-fold work about 3x faster per multiply-add
+# than the MKL GEMMs of the Fourier path, but slows down on narrow outputs (factor 1 + 32/out, fitted on 256
+# and 20 outputs). The compiled sparse-tap kernels reach their best throughput with several taps per synapse
+# (their window slides through registers); with one tap, the forward pass on spikes uses 16-bit masks and the
+# backward pass is bound by loads.
+_TIME_PER_MAC = {"dense": (0.2, 0.5), "fourier": (1.0, 1.65)}
+# The Fourier path's transforms (long GEMMs over time) cost less per multiply-add than its per-frequency
+# products: weight fitted on the 256→256 and 256→20 layers.
+_TRANSFORM_WEIGHT = 0.4
 
 
 def _time_per_mac(method: str, taps: int) -> tuple[float, float]:
     if method == "taps":
-        return 1.35 + 0.6 / taps, 2.8 + 1.7 / taps
+        return 0.2 + 0.2 / taps, 0.1 + 1.9 / taps
     return _TIME_PER_MAC[method]
 
 
@@ -307,7 +311,7 @@ def _macs(method: str, steps: int, batch: int, in_features: int, out_features: i
     freqs = (steps + max_delay - 1) // 2 + 1
     signals = (steps * in_features + out_steps * out_features) * batch
     transforms = 2 * freqs * (signals + max_delay * in_features * out_features)
-    return 4 * freqs * pairs + transforms
+    return 4 * freqs * pairs + _TRANSFORM_WEIGHT * transforms
 
 
 def estimate_cost(
