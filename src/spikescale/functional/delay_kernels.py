@@ -64,23 +64,23 @@ def _kernels():
 
     @njit(**options)
     def pack(x, before, out):  # pragma: no cover - compiled
-        # out[n, c, before + t, l] = x[t, 16n + l, c] (out is zero-filled), by 16 × 16 blocks
+        # out[n, c, before + t, l] = x[t, 16n + l, c], zeros in the other rows and padded samples; 16 × 16 blocks
         steps, batch, channels = x.shape
         groups, _, rows, _ = out.shape
-        first, last = max(0, -before), min(steps, rows - before)
         flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-        for task in prange(groups * max(0, last - first)):
-            n = task // (last - first)
-            t = first + task - n * (last - first)
-            lanes = min(LANES, batch - n * LANES)
+        for task in prange(groups * rows):
+            n = task // rows
+            r = task - n * rows
+            t = r - before
+            lanes = min(LANES, batch - n * LANES) if 0 <= t < steps else 0
             for c0 in range(0, channels, LANES):
                 if lanes == LANES and c0 + LANES <= channels:
                     transpose(flat_x, (t * batch + n * LANES) * channels + c0, channels,
-                              flat_out, ((n * channels + c0) * rows + before + t) * LANES, rows * LANES)
+                              flat_out, ((n * channels + c0) * rows + r) * LANES, rows * LANES)
                     continue
                 for c in range(c0, min(channels, c0 + LANES)):
-                    for lane in range(lanes):
-                        out[n, c, before + t, lane] = x[t, n * LANES + lane, c]
+                    for lane in range(LANES):
+                        out[n, c, r, lane] = x[t, n * LANES + lane, c] if lane < lanes else 0.0
 
     @njit(**options)
     def pack_bits(x, before, out):  # pragma: no cover - compiled
@@ -187,7 +187,7 @@ def _round_up(steps: int) -> int:
 def _packed(x: Tensor, before: int, rows: int) -> Tensor:
     """``x [L, B, C]`` → ``[⌈B/16⌉, C, rows, 16]`` with row ``before + t`` holding step ``t`` (zeros elsewhere)."""
     steps, batch, channels = x.shape
-    out = x.new_zeros(-(-batch // LANES), channels, rows, LANES)
+    out = x.new_empty(-(-batch // LANES), channels, rows, LANES)
     _kernels().pack(x.detach().contiguous().numpy(), before, out.numpy())
     return out
 
