@@ -260,6 +260,40 @@ def test_compiled_kernel_on_full_and_partial_vector_blocks(batch, inputs, output
         assert torch.allclose(a, b, atol=1e-10)
 
 
+@pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch, inputs, outputs, taps", [(20, 35, 18, 1), (16, 16, 33, 4), (3, 5, 2, 1)])
+def test_spike_inputs_take_the_bit_mask_path_with_equal_results(monkeypatch, dtype, batch, inputs, outputs, taps):
+    values = torch.randn(outputs, inputs, 2, taps, dtype=dtype)
+    start = torch.randint(0, 14 - taps, (outputs, inputs, 2))
+    spikes = (torch.rand(3 + 21, batch, inputs) < 0.3).to(dtype)
+    ref = fd._fourier_core(spikes, 3, fd._densify(values, start, 13), 26)
+    calls = []
+    monkeypatch.setattr(delay_kernels, "_spike_tap_conv",
+                        lambda *args, original=delay_kernels._spike_tap_conv: calls.append(1) or original(*args))
+    with torch.no_grad():
+        y = delay_kernels.sparse_tap_conv(spikes, values, start, 3, 26)
+    assert calls == [1]
+    assert torch.allclose(y, ref, atol=1e-11 if dtype == D else 1e-4)
+
+
+@pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
+@pytest.mark.parametrize("odd", [0.5, 2.0, float("nan")])
+def test_inputs_other_than_zero_and_one_take_the_vector_path(monkeypatch, odd):
+    values = torch.randn(4, 3, 1, 1, dtype=D)
+    start = torch.randint(0, 5, (4, 3, 1))
+    x = (torch.rand(10, 17, 3) < 0.5).to(D)
+    x[7, 16, 2] = odd  # one value in the last, partial group of 16 samples
+    monkeypatch.setattr(delay_kernels, "_spike_tap_conv", lambda *args: pytest.fail("took the spike path"))
+    with torch.no_grad():
+        y = delay_kernels.sparse_tap_conv(x, values, start, 0, 12)
+    if math.isnan(odd):  # the NaN reaches the sample's outputs, and only them
+        assert y[:, 16].isnan().any() and not y[:, :16].isnan().any()
+        return
+    ref = fd._fourier_core(x, 0, fd._densify(values, start, 5), 12)
+    assert torch.allclose(y, ref, atol=1e-11)
+
+
 def test_taps_without_the_compiled_kernels_equal_the_reference(monkeypatch):
     monkeypatch.setattr(delay_kernels, "available", lambda: False)
     x = torch.randn(12, 2, 5, dtype=D, requires_grad=True)
