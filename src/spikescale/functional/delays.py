@@ -292,12 +292,13 @@ def tap_window(
 # Time per forward multiply-add of each method, forward and backward, relative to the forward of the
 # Fourier path. Measured with ``benchmarks/bench_delays.py --calibrate`` on the 256→256 layer (T=100, B=64,
 # K=25; integer delays and σ = 0.23 and 1, i.e. W = 1, 6, 14) on one thread of a 2-core AMD EPYC (torch 2.13
-# with MKL and oneDNN; thread CPU time). conv1d (oneDNN) does its K-fold work about 3x faster per multiply-add
-# than the MKL GEMMs of the Fourier path, but slows down on narrow outputs (factor 1 + 32/out, fitted on 256
-# and 20 outputs). The compiled sparse-tap kernels reach their best throughput with several taps per synapse
-# (their window slides through registers); with one tap, the forward pass on spikes uses 16-bit masks and the
-# backward pass is bound by loads.
+# with MKL and oneDNN; thread CPU time). conv1d (oneDNN) does its K-fold work 3-5× faster per multiply-add
+# than the MKL GEMMs of the Fourier path. The compiled sparse-tap kernels reach their best throughput with
+# several taps per synapse (their window slides through registers); with one tap the forward pass on spikes
+# uses 16-bit masks and the backward pass is bound by loads.
 _TIME_PER_MAC = {"dense": (0.2, 0.5), "fourier": (1.0, 1.65)}
+# Slow-down on narrow outputs, 1 + c/out (fitted on 256 and 20 outputs).
+_NARROW = {"dense": 32.0, "taps": 4.0}
 # The Fourier path's transforms (long GEMMs over time) cost less per multiply-add than its per-frequency
 # products: weight fitted on the 256→256 and 256→20 layers.
 _TRANSFORM_WEIGHT = 0.4
@@ -305,7 +306,7 @@ _TRANSFORM_WEIGHT = 0.4
 
 def _time_per_mac(method: str, taps: int) -> tuple[float, float]:
     if method == "taps":
-        return 0.2 + 0.2 / taps, 0.1 + 1.9 / taps
+        return 0.2 + 0.2 / taps, 0.2 + 1.8 / taps
     return _TIME_PER_MAC[method]
 
 
@@ -341,7 +342,7 @@ def estimate_cost(
                                     delays_per_synapse=delays_per_synapse, training=training)
     forward, backward = _time_per_mac(method, taps)
     macs = _macs(method, steps, batch, in_features, out_features, max_delay, taps, length, delays_per_synapse)
-    narrow = 1.0 + 32.0 / out_features if method == "dense" else 1.0
+    narrow = 1.0 + _NARROW.get(method, 0.0) / out_features
     return narrow * macs * (forward + (backward if training else 0.0))
 
 
