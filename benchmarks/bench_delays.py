@@ -7,7 +7,7 @@
     one-hot kernels and against the same network without delays (Linear → BN → LIF, no padding).
 
 Every variant runs the same network object (only ``DelayedDense.method`` changes); medians over rounds in
-which the variants take turns are reported. On a shared machine use ``--threads 1 --clock cpu`` (CPU time
+which the variants take turns (each turn: one untimed call, then the timed one) are reported. On a shared machine use ``--threads 1 --clock cpu`` (CPU time
 of the measuring thread).
 ``--calibrate`` prints the per-layer multiply-add throughput of each method (the constants of
 ``spikescale.functional.delays.estimate_cost``).
@@ -36,17 +36,18 @@ CLOCK = time.perf_counter
 
 
 def measure(variants: dict[str, Callable[[], object]], repeat: int, warmup: int = 1) -> dict[str, float]:
-    """Median seconds of each variant over ``repeat`` rounds after ``warmup`` calls.
+    """Median seconds of each variant over ``repeat`` rounds.
 
     The variants take turns within each round, so that a drift in the machine's speed (other jobs, clock
-    changes) affects all of them alike.
+    changes) affects all of them alike; each turn starts with ``warmup`` untimed calls, so that every
+    variant is timed in its own steady state (memory it allocates reused, not faulted in again after
+    another variant's large buffers were returned to the system).
     """
-    for fn in variants.values():
-        for _ in range(warmup):
-            fn()
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeat):
         for name, fn in variants.items():
+            for _ in range(warmup):
+                fn()
             start = CLOCK()
             fn()
             samples[name].append(CLOCK() - start)
