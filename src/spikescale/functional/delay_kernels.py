@@ -16,12 +16,13 @@ steps, and a value — so the forward pass and the input gradient run one kernel
 lists, and the value gradient is one dot product per entry.
 
 Layout: signals are *packed* as ``[B/16, C, R, 16]`` (16 batch elements innermost, one AVX-512 register
-of float32; the batch is zero-padded to a multiple of 16). A delay is then a shift by whole 64-byte rows,
-and the kernel computes a tile of 8 steps × 16 samples of one destination channel in eight vector
-registers, adding ``value × row`` (one broadcast, eight fused multiply-adds with memory operands) for each
-entry in turn. Entries are taken in groups of 16 source channels so that the rows a tile reads stay in the
-L1 cache. The tile is emitted as LLVM vector code (:func:`_tile_intrinsic`); LLVM maps it to the host's
-vector width. Packing and unpacking are parallel numba loops.
+of float32; the batch is zero-padded to a multiple of 16), or as 16-bit spike masks ``[B/16, C, R]`` when
+the input holds only 0 and 1 and no gradient is needed. A delay is then a shift by whole rows. The register
+tiles (:mod:`spikescale.functional.delay_vector_ir`) compute 8 steps × 16 samples of one destination
+channel (16 steps for one tap), sliding the tap window through registers; the parallel loops around them
+(:mod:`spikescale.functional.delay_loops`) take entries in groups of 16 source channels so that the rows a
+tile reads stay in the L1 cache, and transpose between ``[T, B, C]`` and the packed layout in registers.
+This module holds the layout helpers and the autograd Function.
 
 numba is optional: :func:`available` says whether it can be imported; without it
 :mod:`spikescale.functional.delays` computes the same values through a dense kernel and the Fourier path.
@@ -31,19 +32,20 @@ Checked against :func:`spikescale.functional.delays.delay_conv_reference` (value
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
-from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
-from .delay_vector_ir import LANES, MAX_CORRELATE_TAPS, ROWS, SINGLE_TAP_ROWS, intrinsics
 from .precision import full_precision
 
 __all__ = ["available", "sparse_tap_conv"]
 
+LANES = 16  # batch elements per vector (one AVX-512 register of float32)
+ROWS = 8  # rows (time steps) per register tile
+SINGLE_TAP_ROWS = 16  # rows per tile of entries with one tap (integer delays)
+MAX_CORRELATE_TAPS = 32  # taps per call of the value-gradient tile (its accumulators live on the stack)
 GROUP = 16  # source channels per pass: the rows their entries read stay in the L1 cache
 BLOCK = 8  # destination channels per task of the value gradient
 
@@ -53,123 +55,11 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-@lru_cache(maxsize=None)
 def _kernels():
-    """Compile the kernels: pack, pack_bits, unpack, gather_accumulate, correlate (numba, parallel)."""
-    import numpy as np
-    from numba import njit, prange
+    """The compiled loops (:mod:`spikescale.functional.delay_loops`; numba compiles them on first use)."""
+    from . import delay_loops
 
-    tile, single_tap_tile, correlate_entry, transpose = intrinsics()
-    options = dict(parallel=True, fastmath=True, boundscheck=False, nogil=True)
-
-    @njit(**options)
-    def pack(x, before, out):  # pragma: no cover - compiled
-        # out[n, c, before + t, l] = x[t, 16n + l, c], zeros in the other rows and padded samples; 16 × 16 blocks
-        steps, batch, channels = x.shape
-        groups, _, rows, _ = out.shape
-        flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-        for task in prange(groups * rows):
-            n = task // rows
-            r = task - n * rows
-            t = r - before
-            lanes = min(LANES, batch - n * LANES) if 0 <= t < steps else 0
-            for c0 in range(0, channels, LANES):
-                if lanes == LANES and c0 + LANES <= channels:
-                    transpose(flat_x, (t * batch + n * LANES) * channels + c0, channels,
-                              flat_out, ((n * channels + c0) * rows + r) * LANES, rows * LANES)
-                    continue
-                for c in range(c0, min(channels, c0 + LANES)):
-                    for lane in range(LANES):
-                        out[n, c, r, lane] = x[t, n * LANES + lane, c] if lane < lanes else 0.0
-
-    @njit(**options)
-    def pack_bits(x, before, out):  # pragma: no cover - compiled
-        # out[n, c, before + t] bit l = (x[t, 16n + l, c] != 0) (out is zero-filled); returns how many
-        # values were neither 0 nor 1 (NaN included)
-        steps, batch, channels = x.shape
-        groups, _, rows = out.shape
-        first, last = max(0, -before), min(steps, rows - before)
-        others = 0
-        for task in prange(groups * max(0, last - first)):
-            n = task // (last - first)
-            t = first + task - n * (last - first)
-            masks = np.zeros(channels, np.int32)
-            for lane in range(min(LANES, batch - n * LANES)):
-                values = x[t, n * LANES + lane]
-                for c in range(channels):
-                    masks[c] |= np.int32(values[c] != 0.0) << lane
-                    others += (values[c] != 0.0) & (values[c] != 1.0)
-            for c in range(channels):
-                out[n, c, before + t] = masks[c]
-        return others
-
-    @njit(nogil=True, fastmath=True, boundscheck=False)
-    def store_tile(tile_rows, t0, n, out):  # pragma: no cover - compiled
-        # out[t0 + k, 16n + l, c] = tile_rows[c, k, l] for the steps and samples out has, by 16 × 16 blocks
-        steps, batch, channels = out.shape
-        height = tile_rows.shape[1]
-        lanes = min(LANES, batch - n * LANES)
-        flat_tile, flat_out = tile_rows.reshape(-1), out.reshape(-1)
-        for k in range(min(height, steps - t0)):
-            for c0 in range(0, channels, LANES):
-                if lanes == LANES and c0 + LANES <= channels:
-                    transpose(flat_tile, (c0 * height + k) * LANES, height * LANES,
-                              flat_out, ((t0 + k) * batch + n * LANES) * channels + c0, channels)
-                    continue
-                for lane in range(lanes):
-                    for c in range(c0, min(channels, c0 + LANES)):
-                        out[t0 + k, n * LANES + lane, c] = tile_rows[c, k, lane]
-
-    @njit(**options)
-    def gather_accumulate(src, offsets, values, out):  # pragma: no cover - compiled
-        # out[t, 16n + l, c] = Σ_{e,j} values[c, e, j] · src[n] (flat)[offsets[c, e] + u (t − j) (+ l)], rows
-        # of u = 16 elements (float source [B/16, C, R, 16]) or of one 16-bit mask (spike source [B/16, C, R]).
-        # Each task computes all channels of one tile of rows and samples, then transposes it into out.
-        steps, batch, channels = out.shape
-        unit = LANES if src.ndim == 4 else 1
-        panel = src.shape[1] * src.shape[2] * unit
-        entries, taps = values.shape[1], values.shape[2]
-        block = GROUP * (entries // src.shape[1])  # the entries of GROUP source channels
-        flat_src = src.reshape(-1)
-        height = SINGLE_TAP_ROWS if taps == 1 else ROWS
-        tiles = -(-steps // height)
-        for task in prange(src.shape[0] * tiles):  # sample-group-major: neighbouring tiles share source rows
-            n = task // tiles
-            t0 = (task - n * tiles) * height
-            base = n * panel + t0 * unit
-            tile_rows = np.empty((channels, height, LANES), values.dtype)
-            flat_tile = tile_rows.reshape(-1)
-            for first in range(0, entries, block):
-                last = min(entries, first + block)
-                for c in range(channels):
-                    at = c * height * LANES
-                    if taps == 1:
-                        single_tap_tile(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
-                    else:
-                        tile(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
-            store_tile(tile_rows, t0, n, out)
-
-    @njit(**options)
-    def correlate(grad, shift, rows, src, offsets, out):  # pragma: no cover - compiled
-        # out[c, e, j] = Σ_n Σ_{t<rows, l} grad[n, c, shift + t, l] · src[n] (flat)[offsets[c, e] + 16 (t − j) + l]
-        groups, channels, grad_rows, _ = grad.shape
-        entries, taps = out.shape[1], out.shape[2]
-        panel = src.shape[1] * src.shape[2] * LANES
-        block = GROUP * (entries // src.shape[1])
-        flat_grad, flat_src, flat_out = grad.reshape(-1), src.reshape(-1), out.reshape(-1)
-        blocks = -(-channels // BLOCK)
-        for task in prange(blocks):  # BLOCK destination channels share the source rows of each group
-            for first in range(0, entries, block):
-                for c in range(task * BLOCK, min(channels, task * BLOCK + BLOCK)):
-                    grad_base = (c * grad_rows + shift) * LANES
-                    for e in range(first, min(entries, first + block)):
-                        for j0 in range(0, taps, MAX_CORRELATE_TAPS):
-                            correlate_entry(flat_grad, grad_base, channels * grad_rows * LANES,
-                                            flat_src, offsets[c, e] - j0 * LANES, panel, groups, rows // ROWS,
-                                            min(MAX_CORRELATE_TAPS, taps - j0), flat_out, (c * entries + e) * taps + j0)
-
-    return SimpleNamespace(pack=pack, pack_bits=pack_bits, gather_accumulate=gather_accumulate,
-                           correlate=correlate)
+    return delay_loops
 
 
 def _use_torch_threads() -> None:
@@ -237,7 +127,7 @@ class _SparseTapConv(torch.autograd.Function):
         grad_x = grad_values = None
         if ctx.needs_input_grad[1]:
             grad_values = values.new_empty(outputs, inputs * count, taps)
-            _kernels().correlate(grad.numpy(), lead, out_rows, source.numpy(), offsets.numpy(), grad_values.numpy())
+            _kernels().correlate_values(grad.numpy(), lead, out_rows, source.numpy(), offsets.numpy(), grad_values.numpy())
             grad_values = grad_values.view(values.shape)
         if ctx.needs_input_grad[0]:
             # Taps reversed so that tap j' = W − 1 − j reads one row back from tap j' − 1, as in the forward pass.

@@ -1,0 +1,126 @@
+"""The numba loops of the sparse-tap delay kernels (see :mod:`spikescale.functional.delay_kernels`).
+
+Module-level and cached on disk by numba (``cache=True``), so they compile once per machine. Each loop is
+parallel over independent tasks (``prange``) and calls the register tiles of
+:mod:`spikescale.functional.delay_vector_ir` for its inner work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .delay_kernels import BLOCK, GROUP, LANES, MAX_CORRELATE_TAPS, ROWS, SINGLE_TAP_ROWS
+from .delay_vector_ir import correlate, tile_single, tile_window, transpose
+
+__all__ = ["pack", "pack_bits", "gather_accumulate", "correlate_values"]
+
+_OPTIONS = dict(parallel=True, fastmath=True, boundscheck=False, nogil=True, cache=True)
+
+
+
+@njit(**_OPTIONS)
+def pack(x, before, out):  # pragma: no cover - compiled
+    # out[n, c, before + t, l] = x[t, 16n + l, c], zeros in the other rows and padded samples; 16 × 16 blocks
+    steps, batch, channels = x.shape
+    groups, _, rows, _ = out.shape
+    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+    for task in prange(groups * rows):
+        n = task // rows
+        r = task - n * rows
+        t = r - before
+        lanes = min(LANES, batch - n * LANES) if 0 <= t < steps else 0
+        for c0 in range(0, channels, LANES):
+            if lanes == LANES and c0 + LANES <= channels:
+                transpose(flat_x, (t * batch + n * LANES) * channels + c0, channels,
+                          flat_out, ((n * channels + c0) * rows + r) * LANES, rows * LANES)
+                continue
+            for c in range(c0, min(channels, c0 + LANES)):
+                for lane in range(LANES):
+                    out[n, c, r, lane] = x[t, n * LANES + lane, c] if lane < lanes else 0.0
+
+@njit(**_OPTIONS)
+def pack_bits(x, before, out):  # pragma: no cover - compiled
+    # out[n, c, before + t] bit l = (x[t, 16n + l, c] != 0) (out is zero-filled); returns how many
+    # values were neither 0 nor 1 (NaN included)
+    steps, batch, channels = x.shape
+    groups, _, rows = out.shape
+    first, last = max(0, -before), min(steps, rows - before)
+    others = 0
+    for task in prange(groups * max(0, last - first)):
+        n = task // (last - first)
+        t = first + task - n * (last - first)
+        masks = np.zeros(channels, np.int32)
+        for lane in range(min(LANES, batch - n * LANES)):
+            values = x[t, n * LANES + lane]
+            for c in range(channels):
+                masks[c] |= np.int32(values[c] != 0.0) << lane
+                others += (values[c] != 0.0) & (values[c] != 1.0)
+        for c in range(channels):
+            out[n, c, before + t] = masks[c]
+    return others
+
+@njit(nogil=True, fastmath=True, boundscheck=False, cache=True)
+def store_tile(tile_rows, t0, n, out):  # pragma: no cover - compiled
+    # out[t0 + k, 16n + l, c] = tile_rows[c, k, l] for the steps and samples out has, by 16 × 16 blocks
+    steps, batch, channels = out.shape
+    height = tile_rows.shape[1]
+    lanes = min(LANES, batch - n * LANES)
+    flat_tile, flat_out = tile_rows.reshape(-1), out.reshape(-1)
+    for k in range(min(height, steps - t0)):
+        for c0 in range(0, channels, LANES):
+            if lanes == LANES and c0 + LANES <= channels:
+                transpose(flat_tile, (c0 * height + k) * LANES, height * LANES,
+                          flat_out, ((t0 + k) * batch + n * LANES) * channels + c0, channels)
+                continue
+            for lane in range(lanes):
+                for c in range(c0, min(channels, c0 + LANES)):
+                    out[t0 + k, n * LANES + lane, c] = tile_rows[c, k, lane]
+
+@njit(**_OPTIONS)
+def gather_accumulate(src, offsets, values, out):  # pragma: no cover - compiled
+    # out[t, 16n + l, c] = Σ_{e,j} values[c, e, j] · src[n] (flat)[offsets[c, e] + u (t − j) (+ l)], rows
+    # of u = 16 elements (float source [B/16, C, R, 16]) or of one 16-bit mask (spike source [B/16, C, R]).
+    # Each task computes all channels of one tile of rows and samples, then transposes it into out.
+    steps, batch, channels = out.shape
+    unit = LANES if src.ndim == 4 else 1
+    panel = src.shape[1] * src.shape[2] * unit
+    entries, taps = values.shape[1], values.shape[2]
+    block = GROUP * (entries // src.shape[1])  # the entries of GROUP source channels
+    flat_src = src.reshape(-1)
+    height = SINGLE_TAP_ROWS if taps == 1 else ROWS
+    tiles = -(-steps // height)
+    for task in prange(src.shape[0] * tiles):  # sample-group-major: neighbouring tiles share source rows
+        n = task // tiles
+        t0 = (task - n * tiles) * height
+        base = n * panel + t0 * unit
+        tile_rows = np.empty((channels, height, LANES), values.dtype)
+        flat_tile = tile_rows.reshape(-1)
+        for first in range(0, entries, block):
+            last = min(entries, first + block)
+            for c in range(channels):
+                at = c * height * LANES
+                if taps == 1:
+                    tile_single(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
+                else:
+                    tile_window(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
+        store_tile(tile_rows, t0, n, out)
+
+@njit(**_OPTIONS)
+def correlate_values(grad, shift, rows, src, offsets, out):  # pragma: no cover - compiled
+    # out[c, e, j] = Σ_n Σ_{t<rows, l} grad[n, c, shift + t, l] · src[n] (flat)[offsets[c, e] + 16 (t − j) + l]
+    groups, channels, grad_rows, _ = grad.shape
+    entries, taps = out.shape[1], out.shape[2]
+    panel = src.shape[1] * src.shape[2] * LANES
+    block = GROUP * (entries // src.shape[1])
+    flat_grad, flat_src, flat_out = grad.reshape(-1), src.reshape(-1), out.reshape(-1)
+    blocks = -(-channels // BLOCK)
+    for task in prange(blocks):  # BLOCK destination channels share the source rows of each group
+        for first in range(0, entries, block):
+            for c in range(task * BLOCK, min(channels, task * BLOCK + BLOCK)):
+                grad_base = (c * grad_rows + shift) * LANES
+                for e in range(first, min(entries, first + block)):
+                    for j0 in range(0, taps, MAX_CORRELATE_TAPS):
+                        correlate(flat_grad, grad_base, channels * grad_rows * LANES,
+                                        flat_src, offsets[c, e] - j0 * LANES, panel, groups, rows // ROWS,
+                                        min(MAX_CORRELATE_TAPS, taps - j0), flat_out, (c * entries + e) * taps + j0)
