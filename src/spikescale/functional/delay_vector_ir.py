@@ -167,37 +167,56 @@ def correlate(typingctx, grad, grad_base, grad_stride, src, src_base, src_stride
         src_p = data_of(context, builder, src, src_v).data
         out_p = data_of(context, builder, out, out_v).data
         sums = cgutils.alloca_once(builder, vector, size=MAX_CORRELATE_TAPS)
+        few_sums = [cgutils.alloca_once(builder, vector) for _ in range(ROWS)]
         gradient = [cgutils.alloca_once(builder, vector) for _ in range(ROWS)]
         window = [cgutils.alloca_once(builder, vector) for _ in range(ROWS)]
-        with cgutils.for_range(builder, taps_v) as loop:
-            builder.store(zero(vector), builder.gep(sums, [loop.index]))
-        with cgutils.for_range(builder, groups_v) as group:
-            grad_at = builder.add(grad_base_v, builder.mul(group.index, grad_stride_v))
-            src_at = builder.add(src_base_v, builder.mul(group.index, src_stride_v))
-            with cgutils.for_range(builder, tiles_v) as step:
-                shift = builder.mul(step.index, ir.Constant(step.index.type, ROWS * LANES))
-                g_position, s_position = builder.add(grad_at, shift), builder.add(src_at, shift)
-                for k in range(ROWS):
-                    builder.store(load(builder, grad_p, g_position, vector, k * LANES), gradient[k])
-                    builder.store(load(builder, src_p, s_position, vector, k * LANES), window[k])
-
-                def accumulate(u, j):
-                    halves = [zero(vector), zero(vector)]  # two chains: half the latency
-                    for k in range(ROWS):
-                        row = builder.load(window[(k - u) % ROWS])
-                        halves[k % 2] = fma(builder, halves[k % 2], builder.load(gradient[k]), row)
-                    slot = builder.gep(sums, [j])
-                    total = builder.fadd(halves[0], halves[1], flags=("fast",))
-                    builder.store(builder.fadd(builder.load(slot), total, flags=("fast",)), slot)
-
-                for_taps(builder, taps_v, s_position, window, lambda at: load(builder, src_p, at, vector), LANES,
-                         accumulate)
         name = f"llvm.vector.reduce.fadd.v{LANES}{'f32' if scalar == ir.FloatType() else 'f64'}"
         reduce = cgutils.get_or_insert_function(builder.module, ir.FunctionType(scalar, [scalar, vector]), name)
-        with cgutils.for_range(builder, taps_v) as loop:
-            total = builder.call(reduce, [ir.Constant(scalar, 0.0), builder.load(builder.gep(sums, [loop.index]))],
-                                 fastmath=("fast",))
-            builder.store(total, builder.gep(out_p, [builder.add(out_base_v, loop.index)]))
+
+        def products(slot_of):
+            """Add every tap's products over all groups and tiles into the vector at ``slot_of(u, j)``."""
+            with cgutils.for_range(builder, groups_v) as group:
+                grad_at = builder.add(grad_base_v, builder.mul(group.index, grad_stride_v))
+                src_at = builder.add(src_base_v, builder.mul(group.index, src_stride_v))
+                with cgutils.for_range(builder, tiles_v) as step:
+                    shift = builder.mul(step.index, ir.Constant(step.index.type, ROWS * LANES))
+                    g_position, s_position = builder.add(grad_at, shift), builder.add(src_at, shift)
+                    for k in range(ROWS):
+                        builder.store(load(builder, grad_p, g_position, vector, k * LANES), gradient[k])
+                        builder.store(load(builder, src_p, s_position, vector, k * LANES), window[k])
+
+                    def accumulate(u, j):
+                        halves = [zero(vector), zero(vector)]  # two chains: half the latency
+                        for k in range(ROWS):
+                            row = builder.load(window[(k - u) % ROWS])
+                            halves[k % 2] = fma(builder, halves[k % 2], builder.load(gradient[k]), row)
+                        slot = slot_of(u, j)
+                        total = builder.fadd(halves[0], halves[1], flags=("fast",))
+                        builder.store(builder.fadd(builder.load(slot), total, flags=("fast",)), slot)
+
+                    for_taps(builder, taps_v, s_position, window, lambda at: load(builder, src_p, at, vector),
+                             LANES, accumulate)
+
+        def write(slot, j):
+            total = builder.call(reduce, [ir.Constant(scalar, 0.0), builder.load(slot)], fastmath=("fast",))
+            builder.store(total, builder.gep(out_p, [builder.add(out_base_v, j)]))
+
+        few = builder.icmp_signed("<=", taps_v, ir.Constant(taps_v.type, ROWS))
+        with builder.if_else(few) as (in_registers, on_stack):
+            with in_registers:  # at most eight taps: tap j = u has its own register
+                for slot in few_sums:
+                    builder.store(zero(vector), slot)
+                products(lambda u, j: few_sums[u])
+                for u, slot in enumerate(few_sums):
+                    j = ir.Constant(taps_v.type, u)
+                    with builder.if_then(builder.icmp_signed("<", j, taps_v)):
+                        write(slot, j)
+            with on_stack:
+                with cgutils.for_range(builder, taps_v) as loop:
+                    builder.store(zero(vector), builder.gep(sums, [loop.index]))
+                products(lambda u, j: builder.gep(sums, [j]))
+                with cgutils.for_range(builder, taps_v) as loop:
+                    write(builder.gep(sums, [loop.index]), loop.index)
 
     return signature, codegen
 
