@@ -7,8 +7,8 @@
     one-hot kernels and against the same network without delays (Linear → BN → LIF, no padding).
 
 Every variant runs the same network object (only ``DelayedDense.method`` changes); medians over rounds in
-which the variants take turns (each turn: one untimed call, then the timed one) are reported. On a shared machine use ``--threads 1 --clock cpu`` (CPU time
-of the measuring thread).
+which the variants take turns (each turn: one untimed call, then the timed one) are reported. On a shared
+machine use ``--threads 1 --clock cpu`` (CPU time of the measuring thread).
 ``--calibrate`` prints the per-layer multiply-add throughput of each method (the constants of
 ``spikescale.functional.delays.estimate_cost``).
 Run: ``python benchmarks/bench_delays.py [--threads N] [--repeat R]``; ratios > 1 mean spikescale is faster.

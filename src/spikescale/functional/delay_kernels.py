@@ -75,7 +75,7 @@ def _round_up(steps: int) -> int:
 
 
 def _packed(x: Tensor, before: int, rows: int) -> Tensor:
-    """``x [L, B, C]`` → ``[⌈B/16⌉, C, rows, 16]`` with row ``before + t`` holding step ``t`` (zeros elsewhere)."""
+    """``x [L, B, C]`` → ``[⌈B/16⌉, C, rows, 16]``, row ``before + t`` holding step ``t`` (zeros elsewhere)."""
     steps, batch, channels = x.shape
     out = x.new_empty(-(-batch // LANES), channels, rows, LANES)
     _kernels().pack(x.detach().contiguous().numpy(), before, out.numpy())
@@ -127,14 +127,16 @@ class _SparseTapConv(torch.autograd.Function):
         grad_x = grad_values = None
         if ctx.needs_input_grad[1]:
             grad_values = values.new_empty(outputs, inputs * count, taps)
-            _kernels().correlate_values(grad.numpy(), lead, out_rows, source.numpy(), offsets.numpy(), grad_values.numpy())
+            _kernels().correlate_values(grad.numpy(), lead, out_rows, source.numpy(), offsets.numpy(),
+                                        grad_values.numpy())
             grad_values = grad_values.view(values.shape)
         if ctx.needs_input_grad[0]:
             # Taps reversed so that tap j' = W − 1 − j reads one row back from tap j' − 1, as in the forward pass.
             transposed = values.detach().permute(1, 0, 2, 3).flip(-1).reshape(inputs, outputs * count, taps)
             offsets_x = _entries(start.permute(1, 0, 2), grad.shape[2], taps - 1, 1)
             grad_x = grad.new_empty(steps, batch, inputs)
-            _kernels().gather_accumulate(grad.numpy(), offsets_x.numpy(), transposed.contiguous().numpy(), grad_x.numpy())
+            _kernels().gather_accumulate(grad.numpy(), offsets_x.numpy(), transposed.contiguous().numpy(),
+                                         grad_x.numpy())
         return grad_x, grad_values, None, None, None, None
 
 
