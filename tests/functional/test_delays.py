@@ -294,6 +294,21 @@ def test_inputs_other_than_zero_and_one_take_the_vector_path(monkeypatch, odd):
     assert torch.allclose(y, ref, atol=1e-11)
 
 
+@pytest.mark.parametrize("method", ["dense", "fourier", "taps"])
+def test_an_initial_state_equals_no_state(method):
+    # the zero history of a fresh state is skipped on CPU instead of concatenated: same outputs, states, gradients
+    x = torch.randn(9, 3, 5, dtype=D, requires_grad=True)
+    weight, positions = _synapses(max_delay=7)
+    fresh = fd.initial_delay_state(7, 3, 5, dtype=D)
+    y0, s0 = fd.delay_conv(x, weight, positions, 0.4, 7, method=method, tolerance=1e-14)
+    y1, s1 = fd.delay_conv(x, weight, positions, 0.4, 7, method=method, tolerance=1e-14, state=fresh)
+    assert torch.allclose(y0, y1, atol=1e-12)
+    assert torch.equal(s0.history(), s1.history())
+    g = torch.randn_like(y0)
+    for a, b in zip(_grads(y0, (x, weight, positions), g), _grads(y1, (x, weight, positions), g)):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
 def test_taps_without_the_compiled_kernels_equal_the_reference(monkeypatch):
     monkeypatch.setattr(delay_kernels, "available", lambda: False)
     x = torch.randn(12, 2, 5, dtype=D, requires_grad=True)
