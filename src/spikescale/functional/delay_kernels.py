@@ -127,7 +127,8 @@ class _SparseTapConv(torch.autograd.Function):
         grad_x = grad_values = None
         if ctx.needs_input_grad[1]:
             grad_values = values.new_empty(outputs, inputs * count, taps)
-            _kernels().correlate_values(grad.numpy(), lead, out_rows, source.numpy(), offsets.numpy(),
+            summed_rows = -(-out_steps // ROWS) * ROWS  # the value gradient's tiles: no whole tile of zeros
+            _kernels().correlate_values(grad.numpy(), lead, summed_rows, source.numpy(), offsets.numpy(),
                                         grad_values.numpy())
             grad_values = grad_values.view(values.shape)
         if ctx.needs_input_grad[0]:

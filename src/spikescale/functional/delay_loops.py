@@ -18,7 +18,6 @@ __all__ = ["pack", "pack_bits", "gather_accumulate", "correlate_values"]
 _OPTIONS = dict(parallel=True, fastmath=True, boundscheck=False, nogil=True, cache=True)
 
 
-
 @njit(**_OPTIONS)
 def pack(x, before, out):  # pragma: no cover - compiled
     # out[n, c, before + t, l] = x[t, 16n + l, c], zeros in the other rows and padded samples; 16 × 16 blocks
@@ -38,6 +37,7 @@ def pack(x, before, out):  # pragma: no cover - compiled
             for c in range(c0, min(channels, c0 + LANES)):
                 for lane in range(LANES):
                     out[n, c, r, lane] = x[t, n * LANES + lane, c] if lane < lanes else 0.0
+
 
 @njit(**_OPTIONS)
 def pack_bits(x, before, out):  # pragma: no cover - compiled
@@ -60,6 +60,7 @@ def pack_bits(x, before, out):  # pragma: no cover - compiled
             out[n, c, before + t] = masks[c]
     return others
 
+
 @njit(nogil=True, fastmath=True, boundscheck=False, cache=True)
 def store_tile(tile_rows, t0, n, out):  # pragma: no cover - compiled
     # out[t0 + k, 16n + l, c] = tile_rows[c, k, l] for the steps and samples out has, by 16 × 16 blocks
@@ -76,6 +77,7 @@ def store_tile(tile_rows, t0, n, out):  # pragma: no cover - compiled
             for lane in range(lanes):
                 for c in range(c0, min(channels, c0 + LANES)):
                     out[t0 + k, n * LANES + lane, c] = tile_rows[c, k, lane]
+
 
 @njit(**_OPTIONS)
 def gather_accumulate(src, offsets, values, out):  # pragma: no cover - compiled
@@ -106,6 +108,7 @@ def gather_accumulate(src, offsets, values, out):  # pragma: no cover - compiled
                     tile_window(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
         store_tile(tile_rows, t0, n, out)
 
+
 @njit(**_OPTIONS)
 def correlate_values(grad, shift, rows, src, offsets, out):  # pragma: no cover - compiled
     # out[c, e, j] = Σ_n Σ_{t<rows, l} grad[n, c, shift + t, l] · src[n] (flat)[offsets[c, e] + 16 (t − j) + l]
@@ -122,5 +125,5 @@ def correlate_values(grad, shift, rows, src, offsets, out):  # pragma: no cover 
                 for e in range(first, min(entries, first + block)):
                     for j0 in range(0, taps, MAX_CORRELATE_TAPS):
                         correlate(flat_grad, grad_base, channels * grad_rows * LANES,
-                                        flat_src, offsets[c, e] - j0 * LANES, panel, groups, rows // ROWS,
-                                        min(MAX_CORRELATE_TAPS, taps - j0), flat_out, (c * entries + e) * taps + j0)
+                                  flat_src, offsets[c, e] - j0 * LANES, panel, groups, rows // ROWS,
+                                  min(MAX_CORRELATE_TAPS, taps - j0), flat_out, (c * entries + e) * taps + j0)

@@ -48,24 +48,30 @@ __all__ = ["tile_window", "tile_single", "correlate", "transpose"]
 
 i32 = ir.IntType(32)
 
+
 def pointer(builder, data, position, vector, k=0):
     """``&data[position + k]`` as a pointer to a vector."""
     element = builder.gep(data, [builder.add(position, ir.Constant(position.type, k))])
     return builder.bitcast(element, vector.as_pointer())
 
+
 def load(builder, data, position, vector, k=0):
     return builder.load(pointer(builder, data, position, vector, k), align=4)
+
 
 def splat(builder, scalar, vector):
     single = builder.insert_element(ir.Constant(vector, ir.Undefined), scalar, ir.Constant(i32, 0))
     zeros = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
     return builder.shuffle_vector(single, ir.Constant(vector, ir.Undefined), zeros)
 
+
 def fma(builder, acc, a, b):
     return builder.fadd(acc, builder.fmul(a, b, flags=("fast",)), flags=("fast",))
 
+
 def zero(vector):
     return ir.Constant(vector, [ir.Constant(vector.element, 0.0)] * LANES)
+
 
 def for_taps(builder, taps, position, window, read, unit, body):
     """Call ``body(u, j)`` for taps ``j < taps`` with the window sliding one row back per tap.
@@ -85,8 +91,10 @@ def for_taps(builder, taps, position, window, read, unit, body):
                     back = builder.sub(position, builder.mul(following, ir.Constant(taps.type, unit)))
                     builder.store(read(back), window[(-u - 1) % ROWS])
 
+
 def data_of(context, builder, array_type, value):
     return context.make_array(array_type)(context, builder, value)
+
 
 def make_tile(rows, sliding):
     """The gather tile over ``rows`` rows: any number of taps with a sliding window (``rows`` = 8), or
@@ -151,6 +159,7 @@ def make_tile(rows, sliding):
         return signature, codegen
 
     return tile
+
 
 @intrinsic
 def correlate(typingctx, grad, grad_base, grad_stride, src, src_base, src_stride, groups, tiles, taps, out,
@@ -219,6 +228,7 @@ def correlate(typingctx, grad, grad_base, grad_stride, src, src_base, src_stride
                     write(builder.gep(sums, [loop.index]), loop.index)
 
     return signature, codegen
+
 
 @intrinsic
 def transpose(typingctx, src, src_base, src_stride, dst, dst_base, dst_stride):
