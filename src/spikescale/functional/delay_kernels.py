@@ -62,13 +62,6 @@ def _kernels():
     return delay_loops
 
 
-def _use_torch_threads() -> None:
-    """Run the kernels on as many threads as torch uses (numba keeps its own pool)."""
-    import numba
-
-    numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, max(1, torch.get_num_threads())))
-
-
 def _round_up(steps: int) -> int:
     """Rows of a packed output: whole tiles of either height."""
     return -(-steps // SINGLE_TAP_ROWS) * SINGLE_TAP_ROWS
@@ -153,7 +146,9 @@ def sparse_tap_conv(x_ext: Tensor, values: Tensor, start: Tensor, lead: int, out
     """
     if x_ext.device.type != "cpu":
         raise ValueError(f"the compiled sparse-tap kernels run on CPU tensors, got device {x_ext.device}")
-    _use_torch_threads()
+    from ..kernels.threads import use_threads  # numba is optional: imported with the kernels
+
+    use_threads(x_ext.numel() * values.shape[0])
     taps = values.shape[-1]
     span = int(start.max().item()) + taps - 1 if start.numel() else taps - 1
     values = values.to(x_ext.dtype)

@@ -14,7 +14,8 @@ are ``uint8``; reductions over time (parameter gradients) accumulate in float64.
 
 The wrappers take and return torch tensors (CPU, float32 or float64) and share memory with them
 through ``Tensor.numpy()``. Every call uses ``min(torch.get_num_threads(), NUMBA_NUM_THREADS)`` threads
-(one below 65 536 elements, where waking the other threads costs more than it saves).
+(one below 65 536 elements, where waking the other threads costs more than it saves;
+:mod:`spikescale.kernels.threads`).
 Threading: numba's default layer is used (OpenMP when TBB is absent). On Linux it loads the same
 ``libgomp.so.1`` as PyTorch, so the kernels and PyTorch's ops share one thread pool; the ``workqueue``
 layer measured 1.7× slower per training step on 2 cores (it hands each parallel region to its own
@@ -34,6 +35,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 from torch import Tensor
 
+from .threads import use_threads
 from ..functional.surrogate import ATan, FastSigmoid, MultiGaussian, Rectangular, Surrogate
 
 __all__ = [
@@ -56,36 +58,6 @@ __all__ = [
 
 _JIT = dict(cache=True, nogil=True)
 _PAR = dict(cache=True, nogil=True, parallel=True)
-
-
-_SMALL = 1 << 16  # elements below which one thread is faster than waking the others
-
-
-def _threads(work: int) -> None:
-    """Threads for a kernel over ``work`` elements: PyTorch's count, or one for small problems."""
-    threads = 1 if work < _SMALL else min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(max(1, threads))
-
-
-@njit(parallel=True, cache=True)
-def _start_threads(out):
-    for i in prange(out.size):
-        out[i] = i
-
-
-def _start_thread_pool() -> None:
-    """Start numba's threads now and give PyTorch back its thread count.
-
-    numba's OpenMP layer shares PyTorch's ``libgomp`` and sets its thread count to ``NUMBA_NUM_THREADS``
-    when its pool starts, which would silently undo ``torch.set_num_threads``; starting the pool at
-    import and restoring the count keeps ``torch.get_num_threads()`` the one setting both follow.
-    """
-    threads = torch.get_num_threads()
-    _start_threads(np.empty(2))
-    torch.set_num_threads(threads)
-
-
-_start_thread_pool()
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -259,7 +231,7 @@ def lif_forward(current: Tensor, beta: Tensor, threshold: Tensor, u0: Tensor, s0
     With ``keep=False`` (inference) only the spikes and the final membrane are written; the trace and
     the mask are returned as ``None``.
     """
-    _threads(current.numel())
+    use_threads(current.numel())
     steps, batch, neurons = current.shape
     lanes = batch * neurons
     coefficients = _soma_coefficients(beta, threshold, reset, scale_input, neurons, current)
@@ -361,7 +333,7 @@ def lif_backward(
     The injections ``c·ĝ^s_t σ'_t`` (plus ``c·dL/du_T`` at the last step) are written when ``want_direct``;
     ``needs`` = (β, θ) says which parameter gradients to accumulate.
     """
-    _threads(u_all.numel())
+    use_threads(u_all.numel())
     steps, batch, neurons = u_all.shape
     lanes = batch * neurons
     like = u_all
@@ -412,7 +384,7 @@ def _scan_scale(a: np.ndarray, like: Tensor, a_tensor: Tensor, scale_input: bool
 
 def scan_forward(x: Tensor, a: Tensor, y0: Tensor, scale_input: bool, reverse: bool = False) -> Tensor:
     """``y_t = a y_{t-1} + c(a) x_t`` for ``x [T, R, C]``, ``a [C]``, ``y0 [R, C]`` (``reverse``: from ``t = T-1``)."""
-    _threads(x.numel())
+    use_threads(x.numel())
     y = torch.empty_like(x)
     a_v = _vector(a, x.shape[-1], x)
     _scan_forward(_np(x), a_v, _scan_scale(a_v, x, a, scale_input), _np(y0.to(x.dtype)), reverse, y.numpy())
@@ -445,7 +417,7 @@ def _scan_backward(grad_y, x, a, scale, y0, scale_input, grad_x, g_a, g_y0):
 
 def scan_backward(grad_y: Tensor, x: Tensor, a: Tensor, y0: Tensor, scale_input: bool):
     """BPTT of :func:`scan_forward`: ``(dL/dx, dL/da per row [R, C], dL/dy0)``."""
-    _threads(x.numel())
+    use_threads(x.numel())
     rows, channels = y0.shape
     grad_x = torch.empty_like(x)
     g_a = x.new_empty(rows, channels)
@@ -490,7 +462,7 @@ def _flat_alpha(alpha: Tensor, like: Tensor):
 
 def dendrite_forward(current: Tensor, alpha: Tensor, i0: Tensor):
     """``(J [T, B, N], i_T [B, N, D])`` for branch inputs ``current [T, B, N, D]``."""
-    _threads(current.numel())
+    use_threads(current.numel())
     steps, batch, neurons, branches = current.shape
     total = current.new_empty(steps, batch, neurons)
     i_last = current.new_empty(batch, neurons, branches)
@@ -531,7 +503,7 @@ def _dendrite_backward(grad_total, grad_i_last, current, alpha, scale, i0, grad_
 
 def dendrite_backward(grad_total: Tensor, grad_i_last: Tensor, current: Tensor, alpha: Tensor, i0: Tensor):
     """BPTT of :func:`dendrite_forward`: ``(dL/dI, dL/dα per batch row [B, N, D], dL/di0)``."""
-    _threads(current.numel())
+    use_threads(current.numel())
     steps, batch, neurons, branches = current.shape
     grad_current = torch.empty_like(current)
     g_alpha = current.new_empty(batch, neurons, branches)
@@ -594,7 +566,7 @@ def _dh_recurrent_forward(ff, w_rec_t, alpha, a_scale, beta, scale, theta, soft,
 
 def dh_recurrent_forward(feedforward, w_rec, alpha, beta, threshold, i0, u0, s0, reset, scale_input):
     """DH-SRNN forward: ``(spikes float, u trace, spikes uint8, i_T)``; ``w_rec [N·D, N]``."""
-    _threads(feedforward.numel())
+    use_threads(feedforward.numel())
     steps, batch, neurons, branches = feedforward.shape
     like = feedforward
     beta_v, scale, theta, soft, consts = _soma_coefficients(beta, threshold, reset, scale_input, neurons, like)
@@ -688,7 +660,7 @@ def dh_recurrent_backward(
     spike_mask, surrogate, reset, detach_reset, scale_input,
 ):
     """DH-SRNN BPTT: ``(dL/dI [T,B,N,D], g^u_0, dL/di0, dL/dα per row, dL/dβ per row, dL/dθ per row)``."""
-    _threads(feedforward.numel())
+    use_threads(feedforward.numel())
     steps, batch, neurons, branches = feedforward.shape
     like = feedforward
     beta_v, scale, theta, soft, consts = _soma_coefficients(beta, threshold, reset, scale_input, neurons, like)
@@ -763,7 +735,7 @@ def _fill_rows(x, indptr, indices, values):
 
 def events_from_dense(x: Tensor, max_density: float) -> Optional[EventList]:
     """Events of ``x [R, M]``, or ``None`` when more than ``max_density`` of its entries are non-zero."""
-    _threads(x.numel())
+    use_threads(x.numel())
     data = _np(x)
     rows, cols = data.shape
     counts = np.empty(rows, np.int64)
@@ -799,7 +771,7 @@ def _bias(bias: Optional[Tensor], width: int, like: Tensor) -> np.ndarray:
 
 def event_linear_forward(events: EventList, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """``x W^T + b`` from the events of ``x``: ``[R, O]`` for ``weight [O, M]``."""
-    _threads(events.count * weight.shape[0])
+    use_threads(events.count * weight.shape[0])
     width = weight.shape[0]
     out = weight.new_empty(events.rows, width)
     weight_t = _np(weight.t())
@@ -836,7 +808,7 @@ def event_linear_weight_grad(events: EventList, grad_out: Tensor) -> Tensor:
     Visits the rows in order (each gradient row is read once) and accumulates into one ``[M, O]``
     buffer per thread, summed at the end.
     """
-    _threads(events.count * grad_out.shape[1])
+    use_threads(events.count * grad_out.shape[1])
     grad = _np(grad_out)
     partial = np.empty((_parts(events.rows), events.cols, grad.shape[1]), grad.dtype)
     _event_linear_weight_grad(events.indptr, events.indices, events.values_as(grad.dtype), grad, partial)
@@ -923,7 +895,7 @@ def event_dendrite_forward(events: EventList, steps: int, structure, w_values: T
     Never materialises the ``[T, B, N, D]`` branch inputs; ``checkpoints`` (the currents every 32 steps)
     let the backward pass recompute them chunk by chunk.
     """
-    _threads(steps * i0.numel())
+    use_threads(steps * i0.numel())
     batch, neurons, branches = i0.shape
     like = w_values
     columns, _ = _columns(structure, like)
@@ -1012,7 +984,7 @@ def event_dendrite_backward(events: EventList, structure, w_values: Tensor, bias
     Returns ``(dL/dw [nnz], dL/db [N, D], dL/dα [N, D], dL/di0 [B, N, D], dL/dI [T, B, N·D] or None)``;
     ``dL/dI`` (the only ``[T, B, N·D]`` tensor) is written only when asked for (input gradient).
     """
-    _threads(grad_total.numel() * alpha.shape[-1])
+    use_threads(grad_total.numel() * alpha.shape[-1])
     steps, batch, neurons = grad_total.shape
     branches = alpha.shape[-1]
     like = w_values
