@@ -9,14 +9,15 @@
 Every variant runs the same network object (only ``DelayedDense.method`` changes); medians over rounds in
 which the variants take turns (each turn: one untimed call, then the timed one) are reported. On a shared
 machine use ``--threads 1 --clock cpu`` (CPU time of the measuring thread).
-``--calibrate`` prints the per-layer multiply-add throughput of each method (the constants of
-``spikescale.functional.delays.estimate_cost``).
+``--calibrate`` times every method on the network's three layers for several window widths and fits the
+constants of ``spikescale.functional.delays.estimate_cost`` (``CostConstants``) to them.
 Run: ``python benchmarks/bench_delays.py [--threads N] [--repeat R]``; ratios > 1 mean spikescale is faster.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from typing import Callable
@@ -159,49 +160,103 @@ def _table(times: dict[str, float], reference: float) -> None:
         print(f"  {name:50s} {seconds * 1e3:9.1f} {reference / seconds:8.2f}×")
 
 
+# (steps, in, out, input gradient) of the benchmark network's three delay layers.
+CALIBRATION_LAYERS = ((100, 140, 256, False), (112, 256, 256, True), (124, 256, 20, True))
+# Window widths W: integer delays, linear interpolation at σ = 0 and 0.6, gauss at σ = 0.23, 1 and 3.
+CALIBRATION_WINDOWS = {1: None, 2: ("linear", 0.0), 4: ("linear", 0.6), 6: ("gauss", 0.23), 14: ("gauss", 1.0),
+                       25: ("gauss", 3.0)}
+
+
 def calibrate(repeat: int) -> None:
-    """Implied forward/backward constants of ``estimate_cost`` on the 256→256 layer: integer delays (one tap)
-    and interpolated delays at σ = 0.23 and σ = 1 (the few-tap windows W of the default tolerance)."""
-    x = (torch.rand(STEPS, BATCH, 256) < 0.1).float().requires_grad_()
-    weight = (torch.randn(256, 256, 1) * 0.1).requires_grad_()
-    positions = ((torch.rand(256, 256, 1) * 2 - 1) * 12).requires_grad_()
-    delays = fd.integer_delays(positions, K)
-    methods = ("dense", "fourier", "taps")
-    cases = {"integer": None, "σ=0.23": 0.23, "σ=1": 1.0}
+    """Fit ``fd.CostConstants`` to timings of every method on the benchmark network's layers, then print
+    the fitted constants and, for each layer, window and mode, the fastest method and ``auto``'s choice
+    under the fitted and the current constants."""
+    times = _calibration_times(repeat)
+    fitted = _fit_costs(times)
+    print("\nfitted cost constants (unit: Fourier forward per multiply-add); current in brackets")
+    for name, value in fitted._asdict().items():
+        print(f"  {name:26s} {value:6.2f}  ({getattr(fd.COSTS, name):.2f})")
+    print(f"\n  {'layer':16s} {'W':>3s} {'mode':8s} {'fastest':8s} {'fitted':>16s} {'current':>16s}  (pick, time / fastest)")
+    for (steps, inputs, outputs, input_grad), taps, training in sorted({key[:3] for key in times}):
+        layer = steps, inputs, outputs, input_grad
+        measured = {m: times[layer, taps if m == "taps" else 14, training, m] for m in fd.METHODS[1:]}
+        fastest = min(measured, key=measured.get)
+        picks = []
+        for constants in (fitted, fd.COSTS):
+            pick = min(measured, key=lambda m: _estimate(m, steps, inputs, outputs, input_grad, taps, training, constants))
+            picks.append(f"{pick} {measured[pick] / measured[fastest]:.2f}")
+        print(f"  {inputs:>4d}→{outputs:<4d} T={steps:<4d} {taps:3d} {'train' if training else 'infer':8s} "
+              f"{fastest:8s} {picks[0]:>16s} {picks[1]:>16s}")
 
-    def call(sigma, method):
-        if sigma is None:
-            return fd.integer_delay_conv(x, weight, delays, K, method=method)[0]
-        return fd.delay_conv(x, weight, positions, sigma, K, method=method)[0]
 
-    def forward(sigma, method):
-        with torch.no_grad():
-            call(sigma, method)
+def _estimate(method, steps, inputs, outputs, input_grad, taps, training, constants):
+    return fd.estimate_cost(method, steps=steps, batch=BATCH, in_features=inputs, out_features=outputs,
+                            max_delay=K, taps=taps, training=training, input_grad=input_grad, constants=constants)
 
-    def training(sigma, method):
-        call(sigma, method).backward(torch.ones(fd.output_length(STEPS, K), BATCH, 256))
 
-    variants = {(case, m, grad): (lambda s=sigma, m=m, g=grad: (training if g else forward)(s, m))
-                for case, sigma in cases.items() for m in methods for grad in (False, True)}
-    times = measure(variants, repeat)
-    print("\ncalibration: 256→256 layer, T=100, B=64, 10 %-dense input spikes (unit: Fourier forward per MAC)")
-    for case, sigma in cases.items():
-        taps = 1 if sigma is None else fd.tap_window(positions, sigma, K)[1]
-        shape = dict(steps=STEPS, batch=BATCH, in_features=256, out_features=256, max_delay=K, taps=taps,
-                     length="extend", delays_per_synapse=1)
-        unit = times[(case, "fourier", False)] / fd._macs("fourier", **shape)
-        for m in methods:
-            macs = fd._macs(m, **shape)
-            fwd, both = times[(case, m, False)], times[(case, m, True)]
-            print(f"  {case:8s} W={taps:2d} {m:8s} forward {fwd * 1e3:7.1f} ms, forward+backward {both * 1e3:7.1f} ms;"
-                  f" implied ({fwd / macs / unit:.2f}, {(both - fwd) / macs / unit:.2f}), now {fd._time_per_mac(m, taps)}")
+def _calibration_times(repeat: int) -> dict:
+    """Median seconds keyed ``(layer, W, training, method)``; dense and Fourier (whose work does not depend on
+    W) are timed once per layer and mode, with W = 14."""
+    variants = {}
+    for layer in CALIBRATION_LAYERS:
+        steps, inputs, outputs, input_grad = layer
+        x = (torch.rand(steps, BATCH, inputs) < 0.2).float().requires_grad_(input_grad)
+        weight = (torch.randn(outputs, inputs, 1) * 0.1).requires_grad_()
+        positions = ((torch.rand(outputs, inputs, 1) * 2 - 1) * (K // 2)).requires_grad_()
+        for taps, interpolation in CALIBRATION_WINDOWS.items():
+            for method in fd.METHODS[1:] if taps == 14 else ("taps",):
+                for training in (False, True):
+                    variants[layer, taps, training, method] = _calibration_call(
+                        x, weight, positions, interpolation, method, training)
+    return measure(variants, repeat)
+
+
+def _calibration_call(x, weight, positions, interpolation, method, training):
+    def call() -> None:
+        with torch.set_grad_enabled(training):
+            if interpolation is None:
+                y = fd.integer_delay_conv(x, weight, fd.integer_delays(positions, K), K, method=method)[0]
+            else:
+                kind, sigma = interpolation
+                y = fd.delay_conv(x, weight, positions, sigma, K, interpolation=kind, method=method)[0]
+            if training:
+                y.backward(torch.ones_like(y))
+    return call
+
+
+def _fit_costs(times: dict, iterations: int = 2000) -> fd.CostConstants:
+    """Least squares on log time: ``time ≈ scale · estimate_cost`` (the Fourier forward constant stays 1),
+    by L-BFGS from the current constants."""
+    logs = torch.tensor(fd.COSTS, dtype=torch.float64).log()
+    keys, seconds = list(times), torch.tensor(list(times.values()), dtype=torch.float64).log()
+
+    def residuals(logs: torch.Tensor) -> torch.Tensor:
+        constants = fd.CostConstants(*logs.exp())
+        predicted = torch.stack([torch.log(_estimate(method, *layer, taps, training, constants) * 1e-12)
+                                 for layer, taps, training, method in keys])
+        error = predicted - seconds
+        return error - error.mean()  # the best scale
+
+    logs.requires_grad_()
+    optimiser = torch.optim.LBFGS([logs], max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = residuals(logs).square().sum()
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    error = residuals(logs.detach())
+    print(f"\nfit: RMS error of log time {error.square().mean().sqrt():.3f} over {len(times)} timings")
+    return fd.CostConstants(*logs.detach().exp().tolist())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--calibrate", action="store_true", help="only print the per-method throughput")
+    parser.add_argument("--calibrate", action="store_true", help="only fit and print the constants of the automatic choice")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time, or the CPU time of this thread (robust to other load; needs --threads 1)")

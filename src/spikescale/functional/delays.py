@@ -72,6 +72,7 @@ __all__ = [
     "integer_delays",
     "one_hot_kernel",
     "tap_window",
+    "CostConstants",
     "estimate_cost",
     "choose_method",
     "delay_conv",
@@ -289,30 +290,49 @@ def tap_window(
 # ---------------------------------------------------------------------------------------------------
 # Costs and the automatic choice
 
-# Time per forward multiply-add of each method, forward and backward, relative to the forward of the
-# Fourier path. Measured with ``benchmarks/bench_delays.py --calibrate`` on the 256→256 layer (T=100, B=64,
-# K=25; integer delays and σ = 0.23 and 1, i.e. W = 1, 6, 14) on one thread of a 2-core AMD EPYC (torch 2.13
-# with MKL and oneDNN; thread CPU time). conv1d (oneDNN) does its K-fold work 3-5× faster per multiply-add
-# than the MKL GEMMs of the Fourier path. The compiled sparse-tap kernels reach their best throughput with
-# several taps per synapse (their window slides through registers); with one tap the forward pass on spikes
-# uses 16-bit masks and the backward pass is bound by loads.
-_TIME_PER_MAC = {"dense": (0.2, 0.5), "fourier": (1.0, 1.65)}
-# Slow-down on narrow outputs, 1 + c/out (fitted on 256 and 20 outputs).
-_NARROW = {"dense": 32.0, "taps": 4.0}
-# The Fourier path's transforms (long GEMMs over time) cost less per multiply-add than its per-frequency
-# products: weight fitted on the 256→256 and 256→20 layers.
-_TRANSFORM_WEIGHT = 0.4
+
+class CostConstants(NamedTuple):
+    """Relative time per forward multiply-add of each method (unit: the Fourier path's forward pass).
+
+    Fitted by ``benchmarks/bench_delays.py --calibrate`` (least squares on log times of the three layers
+    of the benchmark network, 140→256 without an input gradient, 256→256 and 256→20; T=100, B=64, K=25;
+    W = 1, 2, 4, 6, 14, 25; every method, forward alone and forward+backward) on one thread of a 2-core
+    AMD EPYC (torch 2.13 with MKL and oneDNN; thread CPU time); RMS error of the fit about 10 %. conv1d
+    (oneDNN) does its K-fold work about 3× faster per multiply-add than the MKL GEMMs of the Fourier path. The
+    compiled few-tap kernels cost ``a + b/W`` per multiply-add (``b``: packing and loads shared by a
+    synapse's W taps); one tap has kernels of its own (16-bit spike masks forward, load-bound backward).
+    """
+
+    dense: float = 0.37
+    dense_backward: float = 1.23
+    fourier_backward: float = 1.73
+    taps: float = 0.38
+    taps_per_synapse: float = 0.82
+    taps_backward: float = 0.64
+    taps_backward_per_synapse: float = 3.57
+    one_tap: float = 0.87
+    one_tap_backward: float = 4.87
+    narrow_dense: float = 34.0  # slow-down on narrow outputs, 1 + c/out
+    narrow_taps: float = 6.5
+    transform_weight: float = 1.08  # the Fourier transforms (long GEMMs) relative to its per-frequency products
 
 
-def _time_per_mac(method: str, taps: int) -> tuple[float, float]:
-    if method == "taps":
-        return 0.2 + 0.2 / taps, 0.2 + 1.8 / taps
-    return _TIME_PER_MAC[method]
+COSTS = CostConstants()
+
+
+def _time_per_mac(method: str, taps: int, c: CostConstants) -> tuple[float, float]:
+    if method == "dense":
+        return c.dense, c.dense_backward
+    if method == "fourier":
+        return 1.0, c.fourier_backward
+    if taps == 1:
+        return c.one_tap, c.one_tap_backward
+    return c.taps + c.taps_per_synapse / taps, c.taps_backward + c.taps_backward_per_synapse / taps
 
 
 def _macs(method: str, steps: int, batch: int, in_features: int, out_features: int, max_delay: int,
-          taps: int, length: str, delays_per_synapse: int) -> float:
-    """Forward multiply-adds of one delay convolution."""
+          taps: int, length: str, delays_per_synapse: int, transform_weight: float) -> float:
+    """Forward multiply-adds of one delay convolution (the Fourier transforms weighted)."""
     out_steps = output_length(steps, max_delay, length)
     pairs = in_features * out_features * batch
     if method == "dense":
@@ -322,28 +342,35 @@ def _macs(method: str, steps: int, batch: int, in_features: int, out_features: i
     freqs = (steps + max_delay - 1) // 2 + 1
     signals = (steps * in_features + out_steps * out_features) * batch
     transforms = 2 * freqs * (signals + max_delay * in_features * out_features)
-    return 4 * freqs * pairs + _TRANSFORM_WEIGHT * transforms
+    return 4 * freqs * pairs + transform_weight * transforms
 
 
 def estimate_cost(
     method: str, *, steps: int, batch: int, in_features: int, out_features: int, max_delay: int,
     taps: int, length: str = "extend", delays_per_synapse: int = 1, training: bool = True,
+    input_grad: bool = True, constants: CostConstants = COSTS,
 ) -> float:
     """Estimated time of one delay convolution, forward (and backward when ``training``), arbitrary unit.
 
-    Multiply-adds × the method's relative time per multiply-add. ``taps`` is the window width W of the
-    ``"taps"`` method (1 for integer delays); without the compiled kernels ``"taps"`` runs as a dense
+    Multiply-adds × the method's relative time per multiply-add (:class:`CostConstants`), times
+    ``1 + c/out`` on narrow outputs. ``taps`` is the window width W of the ``"taps"`` method (1 for
+    integer delays); the backward pass computes the parameter gradient and, when ``input_grad``, the input
+    gradient, each about the forward pass's work. Without the compiled kernels ``"taps"`` runs as a dense
     kernel through the Fourier path and costs a little more than ``"fourier"``.
     """
     _check_choice(method, METHODS[1:], "delay method")
     if method == "taps" and not delay_kernels.available():
-        return 1.01 * estimate_cost("fourier", steps=steps, batch=batch, in_features=in_features,
-                                    out_features=out_features, max_delay=max_delay, taps=taps, length=length,
-                                    delays_per_synapse=delays_per_synapse, training=training)
-    forward, backward = _time_per_mac(method, taps)
-    macs = _macs(method, steps, batch, in_features, out_features, max_delay, taps, length, delays_per_synapse)
-    narrow = 1.0 + _NARROW.get(method, 0.0) / out_features
-    return narrow * macs * (forward + (backward if training else 0.0))
+        return 1.01 * estimate_cost(
+            "fourier", steps=steps, batch=batch, in_features=in_features, out_features=out_features,
+            max_delay=max_delay, taps=taps, length=length, delays_per_synapse=delays_per_synapse,
+            training=training, input_grad=input_grad, constants=constants,
+        )
+    forward, backward = _time_per_mac(method, taps, constants)
+    macs = _macs(method, steps, batch, in_features, out_features, max_delay, taps, length, delays_per_synapse,
+                 constants.transform_weight)
+    narrow = 1.0 + {"dense": constants.narrow_dense, "taps": constants.narrow_taps}.get(method, 0.0) / out_features
+    backward = backward * ((1.0 if input_grad else 0.5) if training else 0.0)
+    return narrow * macs * (forward + backward)
 
 
 def _needs_grad(*tensors: Tensor) -> bool:
@@ -605,7 +632,7 @@ def delay_conv(
         method = choose_method(
             steps=x.shape[0], batch=x.shape[1], in_features=weight.shape[1], out_features=weight.shape[0],
             max_delay=max_delay, taps=taps, length=length, delays_per_synapse=weight.shape[2],
-            training=_needs_grad(x, weight, positions),
+            training=_needs_grad(x, weight, positions), input_grad=_needs_grad(x),
         )
     if method != "taps":
         kernel = delay_kernel(weight, positions, sigma, max_delay, interpolation)
@@ -662,7 +689,7 @@ def integer_delay_conv(
         method = choose_method(
             steps=x.shape[0], batch=x.shape[1], in_features=weight.shape[1], out_features=weight.shape[0],
             max_delay=max_delay, taps=1, length=length, delays_per_synapse=weight.shape[2],
-            training=_needs_grad(x, weight),
+            training=_needs_grad(x, weight), input_grad=_needs_grad(x),
         )
     if method == "taps":
         return _sparse_taps(x, weight.unsqueeze(-1), delays, max_delay, length, state)

@@ -294,6 +294,7 @@ class DelayedDense(nn.Module):
             out_features=self.out_features, max_delay=self.max_delay, taps=taps, length=self.length,
             delays_per_synapse=self.delays_per_synapse,
             training=torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad),
+            input_grad=torch.is_grad_enabled() and x.requires_grad,
         )
 
     def project(self, x: Tensor, state: Optional[fd.DelayState] = None) -> tuple[Tensor, Optional[fd.DelayState]]:
