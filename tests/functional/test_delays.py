@@ -261,6 +261,33 @@ def test_compiled_kernel_on_full_and_partial_vector_blocks(batch, inputs, output
 
 
 @pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-13), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("sigma", [0.23, 1.0, 12.0])
+def test_compiled_gauss_window_equals_the_gathered_taps(dtype, atol, sigma):
+    # 300 synapses: one whole task of 256 synapses and a remainder
+    weight, positions = _synapses(out_features=20, in_features=15, max_delay=25, dtype=dtype)
+    start, taps = fd.tap_window(positions, sigma, 25)
+    window = start.unsqueeze(-1) + torch.arange(taps)
+    ref = weight.unsqueeze(-1) * fd.interpolation_taps(positions, sigma, 25).gather(-1, window)
+    values = delay_kernels.gauss_window(weight, positions, start, taps, sigma + fd.SIGMA_FLOOR, 25, fd.NORM_EPS)
+    assert values.dtype == dtype and torch.allclose(values, ref, rtol=0, atol=atol)
+    g = torch.randn_like(ref)
+    for a, b in zip(_grads(values, (weight, positions), g), _grads(ref, (weight, positions), g)):
+        assert torch.allclose(a, b, rtol=0, atol=10 * atol)
+
+
+@pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
+def test_compiled_gauss_window_gradcheck():
+    weight, positions = _synapses(out_features=3, in_features=2, count=2, max_delay=5)
+    start, taps = fd.tap_window(positions, 0.4, 5, tolerance=1e-14)
+
+    def run(weight, positions):
+        return delay_kernels.gauss_window(weight, positions, start, taps, 0.4 + fd.SIGMA_FLOOR, 5, fd.NORM_EPS)
+
+    assert torch.autograd.gradcheck(run, (weight, positions))
+
+
+@pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("batch, inputs, outputs, taps", [(20, 35, 18, 1), (16, 16, 33, 4), (3, 5, 2, 1)])
 def test_spike_inputs_take_the_bit_mask_path_with_equal_results(monkeypatch, dtype, batch, inputs, outputs, taps):

@@ -22,7 +22,9 @@ tiles (:mod:`spikescale.functional.delay_vector_ir`) compute 8 steps × 16 sampl
 channel (16 steps for one tap), sliding the tap window through registers; the parallel loops around them
 (:mod:`spikescale.functional.delay_loops`) take entries in groups of 16 source channels so that the rows a
 tile reads stay in the L1 cache, and transpose between ``[T, B, C]`` and the packed layout in registers.
-This module holds the layout helpers and the autograd Function.
+This module holds the layout helpers and the autograd Functions: the convolution above, and
+:func:`gauss_window`, which forms the W tap values of every synapse (normalised over all K gauss taps) in
+one compiled pass instead of building the ``[O, I, Q, K]`` taps and gathering the window.
 
 numba is optional: :func:`available` says whether it can be imported; without it
 :mod:`spikescale.functional.delays` computes the same values through a dense kernel and the Fourier path.
@@ -32,6 +34,7 @@ Checked against :func:`spikescale.functional.delays.delay_conv_reference` (value
 from __future__ import annotations
 
 import importlib.util
+import math
 from typing import Optional
 
 import numpy as np
@@ -40,7 +43,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from .precision import full_precision
 
-__all__ = ["available", "sparse_tap_conv"]
+__all__ = ["available", "sparse_tap_conv", "gauss_window"]
 
 LANES = 16  # batch elements per vector (one AVX-512 register of float32)
 ROWS = 8  # rows (time steps) per register tile
@@ -167,3 +170,51 @@ def _spike_tap_conv(spikes: Tensor, values: Tensor, start: Tensor, out_steps: in
     out = values.new_empty(out_steps, batch, outputs)
     _kernels().gather_accumulate(spikes.numpy().view(np.uint16), offsets.numpy(), flat_values.numpy(), out.numpy())
     return out
+
+
+class _GaussWindow(torch.autograd.Function):
+    @staticmethod
+    @full_precision
+    def forward(ctx, weight, positions, start, taps, width, max_delay, floor, eps):
+        centres = (max_delay // 2) - positions.detach()  # δ = ⌊K/2⌋ − p
+        shape = (*weight.shape, taps)
+        flat = (weight.numel(), taps)
+        gauss = weight.new_empty(flat)
+        values = weight.new_empty(flat)
+        moment = weight.new_empty(weight.numel())
+        arrays = (t.detach().contiguous().reshape(-1).numpy() for t in (centres, start, weight))
+        _kernels().gauss_window(*arrays, width, floor, max_delay, eps, gauss.numpy(), values.numpy(), moment.numpy())
+        ctx.save_for_backward(weight, centres, start, gauss, moment)
+        ctx.width = width
+        return values.view(shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_values):
+        weight, centres, start, gauss, moment = ctx.saved_tensors
+        grad_weight, grad_positions = torch.empty_like(weight), torch.empty_like(weight)
+        _kernels().gauss_window_backward(
+            grad_values.contiguous().view(gauss.shape).numpy(), gauss.numpy(), start.reshape(-1).numpy(),
+            centres.detach().contiguous().reshape(-1).numpy(), weight.detach().contiguous().reshape(-1).numpy(),
+            moment.numpy(), ctx.width, grad_weight.view(-1).numpy(), grad_positions.view(-1).numpy(),
+        )
+        return grad_weight, grad_positions, None, None, None, None, None, None
+
+
+def gauss_window(weight: Tensor, positions: Tensor, start: Tensor, taps: int, width: float, max_delay: int,
+                 eps: float) -> Tensor:
+    r"""Tap values ``[O, I, Q, W]`` of synapses ``[O, I, Q]``: :math:`w\,\hat g_d` for the W delays
+    ``d = start … start + W − 1``, with :math:`\hat g_d = e_d / (\sum_{d'<K} e_{d'} + \epsilon)`,
+    :math:`e_d = \exp(-(d - \delta)^2 / 2 s^2)`, :math:`\delta = \lfloor K/2 \rfloor - p`, ``s = width`` and
+    the exponent clamped at ``ln(tiny) + 1`` (as :func:`spikescale.functional.delays.interpolation_taps`
+    followed by a gather of the window), in one pass per synapse. Gradients flow to ``weight`` and
+    ``positions``, with :math:`\partial \hat g_d / \partial \delta = \hat g_d (u_d - \sum_{d'} \hat g_{d'} u_{d'})`,
+    :math:`u_d = (d - \delta)/s^2`::
+
+        dL/dw = Σ_j ḡ_j ĝ_j,   dL/dp = −(w / s²) (Σ_j ḡ_j ĝ_j (d_j − δ) − dL/dw · Σ_d ĝ_d (d − δ))
+    """
+    from ..kernels.threads import use_threads
+
+    use_threads(weight.numel() * max_delay)
+    floor = math.log(torch.finfo(weight.dtype).tiny) + 1.0
+    return _GaussWindow.apply(weight, positions, start, taps, width, max_delay, floor, eps)

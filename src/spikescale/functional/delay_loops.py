@@ -10,10 +10,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ..kernels.numba_cpu import _exp
 from .delay_kernels import BLOCK, GROUP, LANES, MAX_CORRELATE_TAPS, ROWS, SINGLE_TAP_ROWS
 from .delay_vector_ir import correlate, tile_single, tile_window, transpose
 
-__all__ = ["pack", "pack_bits", "gather_accumulate", "correlate_values"]
+__all__ = ["pack", "pack_bits", "gather_accumulate", "correlate_values", "gauss_window", "gauss_window_backward"]
+
+SYNAPSES = 256  # synapses per task of gauss_window: its loops over them vectorise
 
 _OPTIONS = dict(parallel=True, fastmath=True, boundscheck=False, nogil=True, cache=True)
 
@@ -127,3 +130,50 @@ def correlate_values(grad, shift, rows, src, offsets, out):  # pragma: no cover 
                         correlate(flat_grad, grad_base, channels * grad_rows * LANES,
                                   flat_src, offsets[c, e] - j0 * LANES, panel, groups, rows // ROWS,
                                   min(MAX_CORRELATE_TAPS, taps - j0), flat_out, (c * entries + e) * taps + j0)
+
+
+@njit(**_OPTIONS)
+def gauss_window(centres, start, weight, width, floor, max_delay, eps, taps, values, moment):  # pragma: no cover
+    # taps[s, j] = ĝ_{start_s + j}, values[s, j] = w_s taps[s, j], moment[s] = Σ_d ĝ_d (d − δ_s) over all K
+    # taps, with ĝ_d = e_d / (Σ_d' e_d' + eps), e_d = exp(max(−(d − δ_s)² / (2 width²), floor)); float64 inside
+    synapses, window = taps.shape
+    scale = -0.5 / (width * width)
+    for task in prange(-(-synapses // SYNAPSES)):
+        first, last = task * SYNAPSES, min(synapses, task * SYNAPSES + SYNAPSES)
+        count = last - first
+        bumps = np.empty((max_delay, count))  # e_d of each synapse, contiguous over synapses
+        total = np.zeros(count)
+        weighted = np.zeros(count)
+        centre = centres[first:last]
+        for d in range(max_delay):
+            row = bumps[d]  # one-dimensional views: the loop over synapses vectorises
+            for i in range(count):
+                distance = d - np.float64(centre[i])
+                e = _exp(max(scale * distance * distance, floor))
+                row[i] = e
+                total[i] += e
+                weighted[i] += e * distance
+        for i in range(count):
+            s = first + i
+            norm = 1.0 / (total[i] + eps)
+            moment[s] = weighted[i] * norm
+            for j in range(window):
+                g = bumps[start[s] + j, i] * norm
+                taps[s, j] = g
+                values[s, j] = weight[s] * g
+
+
+@njit(**_OPTIONS)
+def gauss_window_backward(grad_values, taps, start, centres, weight, moment, width, grad_weight,
+                          grad_positions):  # pragma: no cover - compiled
+    # dL/dw_s = Σ_j ḡ_sj ĝ_sj;  dL/dp_s = −(w_s / width²) (Σ_j ḡ_sj ĝ_sj (d_j − δ_s) − dL/dw_s · moment[s])
+    synapses, window = taps.shape
+    for s in prange(synapses):
+        by_weight = 0.0
+        by_distance = 0.0
+        for j in range(window):
+            product = np.float64(grad_values[s, j]) * taps[s, j]
+            by_weight += product
+            by_distance += product * (start[s] + j - np.float64(centres[s]))
+        grad_weight[s] = by_weight
+        grad_positions[s] = -(weight[s] / (width * width)) * (by_distance - by_weight * moment[s])

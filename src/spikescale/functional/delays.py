@@ -637,9 +637,21 @@ def delay_conv(
     if method != "taps":
         kernel = delay_kernel(weight, positions, sigma, max_delay, interpolation)
         return kernel_conv(x, kernel, length=length, method=method, state=state)
-    window = start.unsqueeze(-1) + torch.arange(taps, device=start.device)
-    values = weight.unsqueeze(-1) * interpolation_taps(positions, sigma, max_delay, interpolation).gather(-1, window)
+    values = _window_values(weight, positions, sigma, max_delay, interpolation, start, taps)
     return _sparse_taps(x, values, start, max_delay, length, state)
+
+
+def _window_values(
+    weight: Tensor, positions: Tensor, sigma: SigmaLike, max_delay: int, interpolation: str, start: Tensor, taps: int
+) -> Tensor:
+    """``w · ĝ_d`` for the W delays ``d = start … start + W − 1`` of every synapse ``[O, I, Q, W]``: one compiled
+    pass for gauss taps on CPU (σ fixed), else the K taps of :func:`interpolation_taps` and a gather."""
+    fixed_width = not (isinstance(sigma, Tensor) and sigma.requires_grad)
+    if interpolation == "gauss" and fixed_width and weight.device.type == "cpu" and delay_kernels.available():
+        width = abs(float(sigma)) + SIGMA_FLOOR
+        return delay_kernels.gauss_window(weight, positions, start, taps, width, max_delay, NORM_EPS)
+    window = start.unsqueeze(-1) + torch.arange(taps, device=start.device)
+    return weight.unsqueeze(-1) * interpolation_taps(positions, sigma, max_delay, interpolation).gather(-1, window)
 
 
 def _sparse_taps(
