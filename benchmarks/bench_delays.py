@@ -17,7 +17,6 @@ Run: ``python benchmarks/bench_delays.py [--threads N] [--repeat R]``; ratios > 
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from typing import Callable
