@@ -297,24 +297,24 @@ class CostConstants(NamedTuple):
     Fitted by ``benchmarks/bench_delays.py --calibrate`` (least squares on log times of the three layers
     of the benchmark network, 140→256 without an input gradient, 256→256 and 256→20; T=100, B=64, K=25;
     W = 1, 2, 4, 6, 14, 25; every method, forward alone and forward+backward) on one thread of a 2-core
-    AMD EPYC (torch 2.13 with MKL and oneDNN; thread CPU time); RMS error of the fit about 10 %. conv1d
+    AMD EPYC (torch 2.13 with MKL and oneDNN; thread CPU time); RMS error of the fit 11 %. conv1d
     (oneDNN) does its K-fold work about 3× faster per multiply-add than the MKL GEMMs of the Fourier path. The
     compiled few-tap kernels cost ``a + b/W`` per multiply-add (``b``: packing and loads shared by a
     synapse's W taps); one tap has kernels of its own (16-bit spike masks forward, load-bound backward).
     """
 
-    dense: float = 0.37
-    dense_backward: float = 1.23
-    fourier_backward: float = 1.73
-    taps: float = 0.38
-    taps_per_synapse: float = 0.82
-    taps_backward: float = 0.64
-    taps_backward_per_synapse: float = 3.57
-    one_tap: float = 0.87
-    one_tap_backward: float = 4.87
-    narrow_dense: float = 34.0  # slow-down on narrow outputs, 1 + c/out
-    narrow_taps: float = 6.5
-    transform_weight: float = 1.08  # the Fourier transforms (long GEMMs) relative to its per-frequency products
+    dense: float = 0.29
+    dense_backward: float = 0.96
+    fourier_backward: float = 1.78
+    taps: float = 0.27
+    taps_per_synapse: float = 0.86
+    taps_backward: float = 0.47
+    taps_backward_per_synapse: float = 2.73
+    one_tap: float = 0.67
+    one_tap_backward: float = 3.55
+    narrow_dense: float = 33.0  # slow-down on narrow outputs, 1 + c/out
+    narrow_taps: float = 7.0
+    transform_weight: float = 0.7  # the Fourier transforms (long GEMMs) relative to its per-frequency products
 
 
 COSTS = CostConstants()
