@@ -7,7 +7,7 @@
     one-hot kernels and against the same network without delays (Linear → BN → LIF, no padding).
 
 Every variant runs the same network object (only ``DelayedDense.method`` changes); medians over rounds in
-which the variants take turns in rotating order (each turn: one untimed call, then the timed one) are reported. On a shared
+which the variants take turns in shuffled order (each turn: one untimed call, then the timed one) are reported. On a shared
 machine use ``--threads 1 --clock cpu`` (CPU time of the measuring thread).
 ``--calibrate`` times every method on the network's three layers for several window widths and fits the
 constants of ``spikescale.functional.delays.estimate_cost`` (``CostConstants``) to them.
@@ -17,6 +17,7 @@ Run: ``python benchmarks/bench_delays.py [--threads N] [--repeat R]``; ratios > 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 from typing import Callable
@@ -39,17 +40,18 @@ def measure(variants: dict[str, Callable[[], object]], repeat: int, warmup: int 
     """Median seconds of each variant over ``repeat`` rounds.
 
     The variants take turns within each round, so that a drift in the machine's speed (other jobs, clock
-    changes) affects all of them alike, and each round starts one variant later, so that each follows every
-    other (in three runs with a fixed order, the variant timed right after the official one took up to 15 %
-    longer than the same computation timed later in the round); each turn starts with ``warmup`` untimed
-    calls, so that every
+    changes) affects all of them alike, in an order shuffled each round (seeded), so that no variant always
+    follows the same one (in five runs with a fixed cyclic order, the variant timed right after the official
+    one took 3-15 % longer than the same computation timed elsewhere in the round); each turn starts with
+    ``warmup`` untimed calls, so that every
     variant is timed in its own steady state (memory it allocates reused, not faulted in again after
     another variant's large buffers were returned to the system).
     """
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    names = list(variants)
-    for round_ in range(repeat):
-        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+    names, order = list(variants), random.Random(0)
+    for _ in range(repeat):
+        order.shuffle(names)
+        for name in names:
             fn = variants[name]
             for _ in range(warmup):
                 fn()
