@@ -7,8 +7,8 @@
     one-hot kernels and against the same network without delays (Linear → BN → LIF, no padding).
 
 Every variant runs the same network object (only ``DelayedDense.method`` changes); medians over rounds in
-which the variants take turns in shuffled order (each turn: one untimed call, then the timed one) are reported. On a shared
-machine use ``--threads 1 --clock cpu`` (CPU time of the measuring thread).
+which the variants take turns in shuffled order (each turn: one untimed call, then the timed one) are
+reported. On a shared machine use ``--threads 1 --clock cpu`` (CPU time of the measuring thread).
 ``--calibrate`` times every method on the network's three layers for several window widths and fits the
 constants of ``spikescale.functional.delays.estimate_cost`` (``CostConstants``) to them.
 Run: ``python benchmarks/bench_delays.py [--threads N] [--repeat R]``; ratios > 1 mean spikescale is faster.
@@ -182,14 +182,15 @@ def calibrate(repeat: int) -> None:
     print("\nfitted cost constants (unit: Fourier forward per multiply-add); current in brackets")
     for name, value in fitted._asdict().items():
         print(f"  {name:26s} {value:6.2f}  ({getattr(fd.COSTS, name):.2f})")
-    print(f"\n  {'layer':16s} {'W':>3s} {'mode':8s} {'fastest':8s} {'fitted':>16s} {'current':>16s}  (pick, time / fastest)")
+    print(f"\n  {'layer':16s} {'W':>3s} {'mode':8s} {'fastest':8s} {'fitted':>16s} {'current':>16s}"
+          "  (pick, time / fastest)")
     for (steps, inputs, outputs, input_grad), taps, training in sorted({key[:3] for key in times}):
         layer = steps, inputs, outputs, input_grad
         measured = {m: times[layer, taps if m == "taps" else 14, training, m] for m in fd.METHODS[1:]}
         fastest = min(measured, key=measured.get)
         picks = []
         for constants in (fitted, fd.COSTS):
-            pick = min(measured, key=lambda m: _estimate(m, steps, inputs, outputs, input_grad, taps, training, constants))
+            pick = min(measured, key=lambda m: _estimate(m, *layer, taps, training, constants))
             picks.append(f"{pick} {measured[pick] / measured[fastest]:.2f}")
         print(f"  {inputs:>4d}→{outputs:<4d} T={steps:<4d} {taps:3d} {'train' if training else 'infer':8s} "
               f"{fastest:8s} {picks[0]:>16s} {picks[1]:>16s}")
@@ -262,7 +263,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--calibrate", action="store_true", help="only fit and print the constants of the automatic choice")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="only fit and print the constants of the automatic choice")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time, or the CPU time of this thread (robust to other load; needs --threads 1)")

@@ -166,7 +166,8 @@ def gauss_window(centres, start, weight, width, floor, max_delay, eps, taps, val
 @njit(**_OPTIONS)
 def gauss_window_backward(grad_values, taps, start, centres, weight, moment, width, grad_weight,
                           grad_positions):  # pragma: no cover - compiled
-    # dL/dw_s = Σ_j ḡ_sj ĝ_sj;  dL/dp_s = −(w_s / width²) (Σ_j ḡ_sj ĝ_sj (d_j − δ_s) − dL/dw_s · moment[s])
+    # dL/dw_s = Σ_j ḡ_sj ĝ_sj;
+    # dL/dp_s = −(w_s / width²) (Σ_j ḡ_sj ĝ_sj (d_j − δ_s) − dL/dw_s · moment[s])
     synapses, window = taps.shape
     for s in prange(synapses):
         by_weight = 0.0
