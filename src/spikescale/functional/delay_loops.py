@@ -120,16 +120,19 @@ def correlate_values(grad, shift, rows, src, offsets, out):  # pragma: no cover 
     panel = src.shape[1] * src.shape[2] * LANES
     block = GROUP * (entries // src.shape[1])
     flat_grad, flat_src, flat_out = grad.reshape(-1), src.reshape(-1), out.reshape(-1)
-    blocks = -(-channels // BLOCK)
-    for task in prange(blocks):  # BLOCK destination channels share the source rows of each group
-        for first in range(0, entries, block):
-            for c in range(task * BLOCK, min(channels, task * BLOCK + BLOCK)):
-                grad_base = (c * grad_rows + shift) * LANES
-                for e in range(first, min(entries, first + block)):
-                    for j0 in range(0, taps, MAX_CORRELATE_TAPS):
-                        correlate(flat_grad, grad_base, channels * grad_rows * LANES,
-                                  flat_src, offsets[c, e] - j0 * LANES, panel, groups, rows // ROWS,
-                                  min(MAX_CORRELATE_TAPS, taps - j0), flat_out, (c * entries + e) * taps + j0)
+    passes = -(-entries // block)
+    # one task: BLOCK destination channels × the entries of one group (they share its source rows); tasks
+    # over groups too, so that narrow layers (few destination channels) still have work for every thread
+    for task in prange(-(-channels // BLOCK) * passes):
+        first_channel = (task // passes) * BLOCK
+        first = (task % passes) * block
+        for c in range(first_channel, min(channels, first_channel + BLOCK)):
+            grad_base = (c * grad_rows + shift) * LANES
+            for e in range(first, min(entries, first + block)):
+                for j0 in range(0, taps, MAX_CORRELATE_TAPS):
+                    correlate(flat_grad, grad_base, channels * grad_rows * LANES,
+                              flat_src, offsets[c, e] - j0 * LANES, panel, groups, rows // ROWS,
+                              min(MAX_CORRELATE_TAPS, taps - j0), flat_out, (c * entries + e) * taps + j0)
 
 
 @njit(**_OPTIONS)
