@@ -276,6 +276,17 @@ def test_compiled_gauss_window_equals_the_gathered_taps(dtype, atol, sigma):
         assert torch.allclose(a, b, rtol=0, atol=10 * atol)
 
 
+def test_taps_with_bfloat16_synapses_run_on_a_float32_input():
+    weight, positions = _synapses(out_features=6, in_features=5, max_delay=25, dtype=torch.float32)
+    x = (torch.rand(30, 4, 5) < 0.3).float()
+    low = (weight.detach().bfloat16(), positions.detach().bfloat16())
+    y, _ = fd.delay_conv(x, *low, 0.23, 25, method="taps")
+    ref, _ = fd.delay_conv_reference(x, *(t.float() for t in low), 0.23, 25)
+    assert y.dtype == torch.float32
+    # tap values computed in bfloat16 (8 significant bits; exp, normaliser, product and cast each round)
+    assert (y - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
 @pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
 def test_compiled_gauss_window_gradcheck():
     weight, positions = _synapses(out_features=3, in_features=2, count=2, max_delay=5)

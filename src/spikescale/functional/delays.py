@@ -92,6 +92,7 @@ METHODS = ("auto", "dense", "fourier", "taps")
 SIGMA_FLOOR = 0.27  # built into the dcls ``gauss`` kernel: σ = 0.23 gives an effective width of 0.5 taps
 NORM_EPS = 1e-7  # added to the tap sum before normalising (dcls)
 DEFAULT_TOLERANCE = 1e-6
+_COMPILED_DTYPES = (torch.float32, torch.float64)
 
 SigmaLike = Union[float, Tensor]
 
@@ -645,9 +646,11 @@ def _window_values(
     weight: Tensor, positions: Tensor, sigma: SigmaLike, max_delay: int, interpolation: str, start: Tensor, taps: int
 ) -> Tensor:
     """``w · ĝ_d`` for the W delays ``d = start … start + W − 1`` of every synapse ``[O, I, Q, W]``: one compiled
-    pass for gauss taps on CPU (σ fixed), else the K taps of :func:`interpolation_taps` and a gather."""
+    pass for gauss taps on CPU (σ fixed, float32/float64), else the K taps of :func:`interpolation_taps` and a
+    gather."""
     fixed_width = not (isinstance(sigma, Tensor) and sigma.requires_grad)
-    if interpolation == "gauss" and fixed_width and weight.device.type == "cpu" and delay_kernels.available():
+    compiled = delay_kernels.available() and weight.device.type == "cpu" and weight.dtype in _COMPILED_DTYPES
+    if interpolation == "gauss" and fixed_width and compiled and positions.dtype == weight.dtype:
         width = abs(float(sigma)) + SIGMA_FLOOR
         return delay_kernels.gauss_window(weight, positions, start, taps, width, max_delay, NORM_EPS)
     window = start.unsqueeze(-1) + torch.arange(taps, device=start.device)
