@@ -65,6 +65,14 @@ def _kernels():
     return delay_loops
 
 
+def _use_threads(work: int) -> None:
+    """Set the threads of the next kernels from PyTorch's count (:mod:`spikescale.kernels.threads`; numba is
+    optional, so it is imported here, with the kernels)."""
+    from ..kernels.threads import use_threads
+
+    use_threads(work)
+
+
 def _round_up(steps: int) -> int:
     """Rows of a packed output: whole tiles of either height."""
     return -(-steps // SINGLE_TAP_ROWS) * SINGLE_TAP_ROWS
@@ -149,9 +157,7 @@ def sparse_tap_conv(x_ext: Tensor, values: Tensor, start: Tensor, lead: int, out
     """
     if x_ext.device.type != "cpu":
         raise ValueError(f"the compiled sparse-tap kernels run on CPU tensors, got device {x_ext.device}")
-    from ..kernels.threads import use_threads  # numba is optional: imported with the kernels
-
-    use_threads(x_ext.numel() * values.shape[0])
+    _use_threads(x_ext.numel() * values.shape[0])
     taps = values.shape[-1]
     span = int(start.max().item()) + taps - 1 if start.numel() else taps - 1
     values = values.to(x_ext.dtype)
@@ -176,29 +182,29 @@ class _GaussWindow(torch.autograd.Function):
     @staticmethod
     @full_precision
     def forward(ctx, weight, positions, start, taps, width, max_delay, floor, eps):
-        centres = (max_delay // 2) - positions.detach()  # δ = ⌊K/2⌋ − p
-        shape = (*weight.shape, taps)
-        flat = (weight.numel(), taps)
-        gauss = weight.new_empty(flat)
-        values = weight.new_empty(flat)
-        moment = weight.new_empty(weight.numel())
-        arrays = (t.detach().contiguous().reshape(-1).numpy() for t in (centres, start, weight))
-        _kernels().gauss_window(*arrays, width, floor, max_delay, eps, gauss.numpy(), values.numpy(), moment.numpy())
-        ctx.save_for_backward(weight, centres, start, gauss, moment)
+        # one value per synapse: δ = ⌊K/2⌋ − p, the window's first delay, w
+        per_synapse = ((max_delay // 2) - positions, start, weight)
+        centres, start, weight_1d = (t.detach().contiguous().view(-1) for t in per_synapse)
+        gauss = weight.new_empty(weight.numel(), taps)
+        values = torch.empty_like(gauss)
+        moment = torch.empty_like(weight_1d)
+        _kernels().gauss_window(centres.numpy(), start.numpy(), weight_1d.numpy(), width, floor, max_delay, eps,
+                                gauss.numpy(), values.numpy(), moment.numpy())
+        ctx.save_for_backward(weight_1d, centres, start, gauss, moment)
         ctx.width = width
-        return values.view(shape)
+        return values.view(*weight.shape, taps)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_values):
-        weight, centres, start, gauss, moment = ctx.saved_tensors
-        grad_weight, grad_positions = torch.empty_like(weight), torch.empty_like(weight)
+        weight_1d, centres, start, gauss, moment = ctx.saved_tensors
+        grad_weight, grad_positions = torch.empty_like(weight_1d), torch.empty_like(weight_1d)
         _kernels().gauss_window_backward(
-            grad_values.contiguous().view(gauss.shape).numpy(), gauss.numpy(), start.reshape(-1).numpy(),
-            centres.detach().contiguous().reshape(-1).numpy(), weight.detach().contiguous().reshape(-1).numpy(),
-            moment.numpy(), ctx.width, grad_weight.view(-1).numpy(), grad_positions.view(-1).numpy(),
+            grad_values.contiguous().view(gauss.shape).numpy(), gauss.numpy(), start.numpy(), centres.numpy(),
+            weight_1d.numpy(), moment.numpy(), ctx.width, grad_weight.numpy(), grad_positions.numpy(),
         )
-        return grad_weight, grad_positions, None, None, None, None, None, None
+        shape = grad_values.shape[:-1]
+        return grad_weight.view(shape), grad_positions.view(shape), None, None, None, None, None, None
 
 
 def gauss_window(weight: Tensor, positions: Tensor, start: Tensor, taps: int, width: float, max_delay: int,
@@ -213,8 +219,6 @@ def gauss_window(weight: Tensor, positions: Tensor, start: Tensor, taps: int, wi
 
         dL/dw = Σ_j ḡ_j ĝ_j,   dL/dp = −(w / s²) (Σ_j ḡ_j ĝ_j (d_j − δ) − dL/dw · Σ_d ĝ_d (d − δ))
     """
-    from ..kernels.threads import use_threads
-
-    use_threads(weight.numel() * max_delay)
+    _use_threads(weight.numel() * max_delay)
     floor = math.log(torch.finfo(weight.dtype).tiny) + 1.0
     return _GaussWindow.apply(weight, positions, start, taps, width, max_delay, floor, eps)

@@ -35,7 +35,7 @@ def _start_pool() -> None:
     _started = True
 
 
-def use_threads(work: int = SMALL) -> None:
+def use_threads(work: int) -> None:
     """Run the next numba kernel on PyTorch's thread count (one thread below :data:`SMALL` elements of work)."""
     if not _started:
         _start_pool()
