@@ -50,6 +50,23 @@ def test_kernel_mass_is_one(interpolation, sigma):
     assert torch.allclose(taps.sum(-1), torch.ones(50, dtype=D), atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype, sigma", [(torch.float32, 0.23), (torch.float32, 1.0), (torch.float64, 0.23)])
+def test_gauss_kernels_hold_no_subnormal_numbers(dtype, sigma):
+    # far taps are exactly zero, so w · ĝ stays normal for weights well above eps (subnormal arithmetic is
+    # slow on x86); with the old floor (e · tiny) most far entries of w · ĝ were subnormal
+    _, positions = _synapses(out_features=40, in_features=30, max_delay=25, dtype=dtype)
+    positions = positions.detach()
+    weight = 0.01 * (0.5 + torch.rand(positions.shape, dtype=dtype)) * torch.sign(torch.randn(positions.shape))
+    info = torch.finfo(dtype)
+    taps = fd.interpolation_taps(positions, sigma, 25)
+    far = -0.5 * (fd._distances(positions, 25) / (sigma + fd.SIGMA_FLOOR)) ** 2 <= fd._tap_floor(dtype)
+    assert far.any() and (taps[far] == 0).all() and (taps[~far] > 0).all()
+    start, count = fd.tap_window(positions, sigma, 25)
+    window_values = fd._window_values(weight, positions, sigma, 25, "gauss", start, count)
+    for kernel in (fd.delay_kernel(weight, positions, sigma, 25), window_values):
+        assert not ((kernel != 0) & (kernel.abs() < info.tiny)).any()
+
+
 def test_centre_mapping_delay_is_half_minus_position():
     K = 25
     positions = torch.arange(-12, 13, dtype=D)
@@ -269,7 +286,9 @@ def test_compiled_gauss_window_equals_the_gathered_taps(dtype, atol, sigma):
     start, taps = fd.tap_window(positions, sigma, 25)
     window = start.unsqueeze(-1) + torch.arange(taps)
     ref = weight.unsqueeze(-1) * fd.interpolation_taps(positions, sigma, 25).gather(-1, window)
-    values = delay_kernels.gauss_window(weight, positions, start, taps, sigma + fd.SIGMA_FLOOR, 25, fd.NORM_EPS)
+    values = delay_kernels.gauss_window(
+        weight, positions, start, taps, sigma + fd.SIGMA_FLOOR, 25, fd.NORM_EPS, fd._tap_floor(dtype)
+    )
     assert values.dtype == dtype and torch.allclose(values, ref, rtol=0, atol=atol)
     g = torch.randn_like(ref)
     for a, b in zip(_grads(values, (weight, positions), g), _grads(ref, (weight, positions), g)):
@@ -293,7 +312,8 @@ def test_compiled_gauss_window_gradcheck():
     start, taps = fd.tap_window(positions, 0.4, 5, tolerance=1e-14)
 
     def run(weight, positions):
-        return delay_kernels.gauss_window(weight, positions, start, taps, 0.4 + fd.SIGMA_FLOOR, 5, fd.NORM_EPS)
+        floor = fd._tap_floor(weight.dtype)
+        return delay_kernels.gauss_window(weight, positions, start, taps, 0.4 + fd.SIGMA_FLOOR, 5, fd.NORM_EPS, floor)
 
     assert torch.autograd.gradcheck(run, (weight, positions))
 

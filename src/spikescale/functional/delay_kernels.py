@@ -34,7 +34,6 @@ Checked against :func:`spikescale.functional.delays.delay_conv_reference` (value
 from __future__ import annotations
 
 import importlib.util
-import math
 from typing import Optional
 
 import numpy as np
@@ -208,11 +207,11 @@ class _GaussWindow(torch.autograd.Function):
 
 
 def gauss_window(weight: Tensor, positions: Tensor, start: Tensor, taps: int, width: float, max_delay: int,
-                 eps: float) -> Tensor:
+                 eps: float, floor: float) -> Tensor:
     r"""Tap values ``[O, I, Q, W]`` of synapses ``[O, I, Q]``: :math:`w\,\hat g_d` for the W delays
     ``d = start … start + W − 1``, with :math:`\hat g_d = e_d / (\sum_{d'<K} e_{d'} + \epsilon)`,
     :math:`e_d = \exp(-(d - \delta)^2 / 2 s^2)`, :math:`\delta = \lfloor K/2 \rfloor - p`, ``s = width`` and
-    the exponent clamped at ``ln(tiny) + 1`` (as :func:`spikescale.functional.delays.interpolation_taps`
+    :math:`e_d = 0` where the exponent is at most ``floor`` (as :func:`spikescale.functional.delays.interpolation_taps`
     followed by a gather of the window), in one pass per synapse. Gradients flow to ``weight`` and
     ``positions``, with :math:`\partial \hat g_d / \partial \delta = \hat g_d (u_d - \sum_{d'} \hat g_{d'} u_{d'})`,
     :math:`u_d = (d - \delta)/s^2`::
@@ -220,5 +219,4 @@ def gauss_window(weight: Tensor, positions: Tensor, start: Tensor, taps: int, wi
         dL/dw = Σ_j ḡ_j ĝ_j,   dL/dp = −(w / s²) (Σ_j ḡ_j ĝ_j (d_j − δ) − dL/dw · Σ_d ĝ_d (d − δ))
     """
     _use_threads(weight.numel() * max_delay)
-    floor = math.log(torch.finfo(weight.dtype).tiny) + 1.0
     return _GaussWindow.apply(weight, positions, start, taps, width, max_delay, floor, eps)

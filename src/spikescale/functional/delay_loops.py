@@ -138,7 +138,8 @@ def correlate_values(grad, shift, rows, src, offsets, out):  # pragma: no cover 
 @njit(**_OPTIONS)
 def gauss_window(centres, start, weight, width, floor, max_delay, eps, taps, values, moment):  # pragma: no cover
     # taps[s, j] = ĝ_{start_s + j}, values[s, j] = w_s taps[s, j], moment[s] = Σ_d ĝ_d (d − δ_s) over all K
-    # taps, with ĝ_d = e_d / (Σ_d' e_d' + eps), e_d = exp(max(−(d − δ_s)² / (2 width²), floor)); float64 inside
+    # taps, with ĝ_d = e_d / (Σ_d' e_d' + eps), e_d = exp(x) for x = −(d − δ_s)² / (2 width²) above floor, else 0;
+    # float64 inside
     synapses, window = taps.shape
     scale = -0.5 / (width * width)
     for task in prange(-(-synapses // SYNAPSES)):
@@ -152,7 +153,8 @@ def gauss_window(centres, start, weight, width, floor, max_delay, eps, taps, val
             row = bumps[d]  # one-dimensional views: the loop over synapses vectorises
             for i in range(count):
                 distance = d - np.float64(centre[i])
-                e = _exp(max(scale * distance * distance, floor))
+                exponent = scale * distance * distance
+                e = _exp(max(exponent, floor)) if exponent > floor else 0.0
                 row[i] = e
                 total[i] += e
                 weighted[i] += e * distance

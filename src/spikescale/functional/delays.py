@@ -180,14 +180,25 @@ def interpolation_taps(
     return bump / (bump.sum(-1, keepdim=True) + NORM_EPS)
 
 
-def _gauss_bump(exponent: Tensor) -> Tensor:
-    """``exp(exponent)`` with the exponent clamped at ``ln(tiny) + 1`` (``tiny``: smallest normal number of its dtype).
+def _tap_floor(dtype: torch.dtype) -> float:
+    """Smallest exponent of a nonzero gauss tap: ``ln(tiny / eps)`` of ``dtype`` (−71.4 in float32).
 
-    Taps far from the centre would be denormal or zero (below 1.2e-38 in float32); the clamp makes them
-    ``e · tiny`` instead (3.2e-38), which no sum with the central taps can tell apart, and keeps ``exp`` on
-    its fast path (on x86 CPUs arguments at or below ``ln(tiny)`` are about 20× slower).
+    Taps below ``tiny / eps`` (8.6e-32 in float32) are set to exactly zero. Their products with a weight
+    or a gradient above ``eps`` in magnitude would be subnormal, and on many x86 CPUs every arithmetic
+    operation on a subnormal number is 10–100× slower: with the old floor of ``e · tiny`` the dense
+    kernel ``w · ĝ`` was mostly subnormal at small σ, and a training step of the dense or Fourier path
+    took up to 30× longer on an Intel Xeon (docs/delays.md). No sum with the central tap (at least
+    ``exp(−1/(8 s²))``) can tell such a tap from zero.
     """
-    return exponent.clamp(min=math.log(torch.finfo(exponent.dtype).tiny) + 1.0).exp_()
+    info = torch.finfo(dtype)
+    return math.log(info.tiny / info.eps)
+
+
+def _gauss_bump(exponent: Tensor) -> Tensor:
+    """``exp(exponent)``, exactly zero at or below :func:`_tap_floor` (the exponent is clamped there first,
+    which also keeps ``exp`` on its fast path)."""
+    floor = _tap_floor(exponent.dtype)
+    return torch.where(exponent > floor, exponent.clamp(min=floor).exp(), 0.0)
 
 
 def _distances(positions: Tensor, max_delay: int) -> Tensor:
@@ -652,7 +663,8 @@ def _window_values(
     compiled = delay_kernels.available() and weight.device.type == "cpu" and weight.dtype in _COMPILED_DTYPES
     if interpolation == "gauss" and fixed_width and compiled and positions.dtype == weight.dtype:
         width = abs(float(sigma)) + SIGMA_FLOOR
-        return delay_kernels.gauss_window(weight, positions, start, taps, width, max_delay, NORM_EPS)
+        floor = _tap_floor(weight.dtype)
+        return delay_kernels.gauss_window(weight, positions, start, taps, width, max_delay, NORM_EPS, floor)
     window = start.unsqueeze(-1) + torch.arange(taps, device=start.device)
     return weight.unsqueeze(-1) * interpolation_taps(positions, sigma, max_delay, interpolation).gather(-1, window)
 
