@@ -3,7 +3,10 @@ import math
 import pytest
 import torch
 
+from spikescale.functional import delay_kernels
 from spikescale.functional import delays as fd
+from spikescale.functional.lif import lif_sequence
+from spikescale.nn.delays import DelayBlockState
 from spikescale.nn import (
     DelayBlock,
     DelayedDense,
@@ -318,6 +321,61 @@ def test_network_steps_equal_the_sequence_in_eval(options):
         assert torch.allclose(o, out[t], atol=1e-10)
     assert torch.allclose(state[0].lif.u, final[0].lif.u, atol=1e-10)
     assert torch.allclose(state[-1].membrane, final[-1].membrane, atol=1e-10)
+
+
+def _separate_steps(block, x, state):
+    """The eval forward of a block without the fused pass: delay, BatchNorm, LIF as three calls."""
+    z, delay_state = block.delay.project(x, state.delay)
+    soma = block.soma
+    spikes, lif = lif_sequence(block._normalise(z), state.lif, soma.beta(), soma.threshold, **soma.options())
+    return spikes, delay_state, lif
+
+
+@pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch, batch_norm, reset", [(20, True, "hard"), (16, False, "soft"), (3, True, "none")])
+def test_fused_inference_equals_delay_batchnorm_lif(monkeypatch, dtype, batch, batch_norm, reset):
+    torch.manual_seed(4)
+    block = DelayBlock(37, 21, 9, tau=1.5, batch_norm=batch_norm, reset=reset).to(dtype)
+    if batch_norm:  # running statistics and affine parameters away from their initial 0/1
+        with torch.no_grad():
+            block.norm.running_mean.uniform_(-0.5, 0.5), block.norm.running_var.uniform_(0.5, 2.0)
+            block.norm.weight.uniform_(0.5, 1.5), block.norm.bias.uniform_(-0.3, 0.3)
+    block.eval()
+    calls = []
+    fused_pass = delay_kernels.spike_tap_lif
+    monkeypatch.setattr(delay_kernels, "spike_tap_lif", lambda *a: calls.append(1) or fused_pass(*a))
+    x = (torch.rand(30, batch, 37) < 0.3).to(dtype)
+    with torch.no_grad():
+        state = block.initial_state(batch, dtype=dtype)
+        first, state = block(x[:13], state)  # then from a state with history and a charged membrane
+        spikes, final = block(x[13:], state)
+        ref_first, ref_delay, ref_lif = _separate_steps(block, x[:13], block.initial_state(batch, dtype=dtype))
+        ref, ref_delay, ref_lif = _separate_steps(block, x[13:], DelayBlockState(ref_delay, ref_lif))
+    assert len(calls) == 2 and 0.05 < spikes.mean() < 0.95
+    assert torch.equal(first, ref_first) and torch.equal(spikes, ref)
+    assert torch.equal(final.delay.buffer, ref_delay.buffer) and torch.equal(final.lif.s, ref_lif.s)
+    assert torch.allclose(final.lif.u, ref_lif.u, rtol=0, atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
+def test_fused_inference_steps_aside_for_analog_input_gradients_and_training(monkeypatch):
+    torch.manual_seed(5)
+    block = DelayBlock(6, 5, 7, batch_norm=False).double()
+    calls = []
+    fused_pass = delay_kernels.spike_tap_lif
+    monkeypatch.setattr(delay_kernels, "spike_tap_lif", lambda *a: calls.append(1) or fused_pass(*a))
+    analog = torch.rand(12, 4, 6, dtype=D)
+    block.eval()
+    with torch.no_grad():
+        spikes, _ = block(analog)  # the packing finds values other than 0 and 1: the separate steps run
+        assert len(calls) == 1 and torch.equal(spikes, _separate_steps(block, analog, block.initial_state(4, dtype=D))[0])
+    spikes, _ = block(_spikes(12, 4, 6))  # eval, but gradients are on: the weights need a graph
+    assert len(calls) == 1 and spikes.requires_grad
+    block.train()
+    with torch.no_grad():
+        block(_spikes(12, 4, 6))
+    assert len(calls) == 1
 
 
 def test_block_step_in_training_mode_is_an_error():

@@ -42,7 +42,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from .precision import full_precision
 
-__all__ = ["available", "sparse_tap_conv", "gauss_window"]
+__all__ = ["available", "sparse_tap_conv", "spike_tap_lif", "gauss_window"]
 
 LANES = 16  # batch elements per vector (one AVX-512 register of float32)
 ROWS = 8  # rows (time steps) per register tile
@@ -175,6 +175,34 @@ def _spike_tap_conv(spikes: Tensor, values: Tensor, start: Tensor, out_steps: in
     out = values.new_empty(out_steps, batch, outputs)
     _kernels().gather_accumulate(spikes.numpy().view(np.uint16), offsets.numpy(), flat_values.numpy(), out.numpy())
     return out
+
+
+def spike_tap_lif(x_ext: Tensor, weight: Tensor, start: Tensor, lead: int, out_steps: int, gain: Tensor, bias: Tensor,
+                  soma: tuple, u0: Tensor, s0: Tensor) -> Optional[tuple[Tensor, Tensor, Tensor]]:
+    r"""Integer delays (:func:`sparse_tap_conv` with one tap, no gradients) and a LIF soma in one compiled pass.
+
+    Per tile of 16 steps the gather's sums :math:`y` stay in the cache while the soma runs over them on
+    :math:`I = \mathrm{gain} \odot y + \mathrm{bias}`. ``soma`` holds the per-channel coefficients of
+    :func:`spikescale.kernels.numba_cpu.soma_coefficients`; ``u0``, ``s0`` ``[B, O]`` the soma state before the
+    first output step. Returns ``(spikes [T_out, B, O], u, s)`` after the last step, or ``None`` if a value of
+    ``x_ext`` is neither 0 nor 1 (the vector path then applies).
+    """
+    _use_threads(x_ext.numel() * weight.shape[0])
+    span = int(start.max().item()) if start.numel() else 0
+    spikes = _packed_spikes(x_ext, span - lead, _round_up(out_steps) + span)
+    if spikes is None:
+        return None
+    outputs, inputs, count = start.shape
+    offsets = _entries(start, spikes.shape[2], span, -1, unit=1)
+    values = weight.detach().to(x_ext.dtype).reshape(outputs, inputs * count, 1).contiguous()
+    u, s = (t.detach().to(x_ext.dtype).contiguous().clone() for t in (u0, s0))
+    out = x_ext.new_empty(out_steps, x_ext.shape[1], outputs)
+    beta, scale, theta, soft, consts = soma
+    _kernels().gather_lif(
+        spikes.numpy().view(np.uint16), offsets.numpy(), values.numpy(), gain.numpy(), bias.numpy(), scale, beta,
+        theta, soft, consts, u.numpy(), s.numpy(), out.numpy(),
+    )
+    return out, u, s
 
 
 class _GaussWindow(torch.autograd.Function):

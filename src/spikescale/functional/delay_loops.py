@@ -10,11 +10,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..kernels.numba_cpu import _exp
+from ..kernels.numba_cpu import _exp, soma_update
 from .delay_kernels import BLOCK, GROUP, LANES, MAX_CORRELATE_TAPS, ROWS, SINGLE_TAP_ROWS
 from .delay_vector_ir import correlate, tile_single, tile_window, transpose
 
-__all__ = ["pack", "pack_bits", "gather_accumulate", "correlate_values", "gauss_window", "gauss_window_backward"]
+__all__ = ["pack", "pack_bits", "gather_accumulate", "gather_lif", "correlate_values", "gauss_window",
+           "gauss_window_backward"]
 
 SYNAPSES = 256  # synapses per task of gauss_window: its loops over them vectorise
 
@@ -110,6 +111,49 @@ def gather_accumulate(src, offsets, values, out):  # pragma: no cover - compiled
                 else:
                     tile_window(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
         store_tile(tile_rows, t0, n, out)
+
+
+@njit(**_OPTIONS)
+def gather_lif(src, offsets, values, gain, bias, scale, beta, theta, soft, consts, u, s, out):  # pragma: no cover
+    # gather_accumulate's integer-delay gather (spike masks, one tap) of each 16-step tile, then on it the LIF
+    # soma of kernels.numba_cpu (soma_update, consts = [1, h, soft]) driven by I = gain[c] · y + bias[c];
+    # out[t, 16n + l, c] = spikes. u, s [B, C]: the soma state before the first step, after the last on return.
+    steps, batch, channels = out.shape
+    one, hard = consts[0], consts[1]
+    zero = one - one
+    panel = src.shape[1] * src.shape[2]
+    entries = values.shape[1]
+    block = GROUP * (entries // src.shape[1])
+    flat_src = src.reshape(-1)
+    for n in prange(src.shape[0]):  # the soma runs forward in time: one task per sample group
+        lanes = min(LANES, batch - n * LANES)
+        tile_rows = np.empty((channels, SINGLE_TAP_ROWS, LANES), values.dtype)
+        flat_tile = tile_rows.reshape(-1)
+        u_n = np.zeros((channels, LANES), values.dtype)
+        s_n = np.zeros((channels, LANES), values.dtype)
+        for lane in range(lanes):
+            for c in range(channels):
+                u_n[c, lane], s_n[c, lane] = u[n * LANES + lane, c], s[n * LANES + lane, c]
+        for t0 in range(0, steps, SINGLE_TAP_ROWS):
+            for first in range(0, entries, block):
+                last = min(entries, first + block)
+                for c in range(channels):
+                    tile_single(flat_src, n * panel + t0, offsets, values, 1, first, last, c, flat_tile,
+                                c * SINGLE_TAP_ROWS * LANES, first == 0)
+            for c in range(channels):
+                u_c, s_c, row_gain, row_bias = u_n[c], s_n[c], gain[c], bias[c]
+                for k in range(min(SINGLE_TAP_ROWS, steps - t0)):
+                    row = tile_rows[c, k]
+                    for lane in range(LANES):
+                        new = soma_update(row_gain * row[lane] + row_bias, u_c[lane], s_c[lane], scale[c], beta[c],
+                                          soft[c], hard, one)
+                        u_c[lane] = new
+                        s_c[lane] = one if new > theta[c] else zero
+                        row[lane] = s_c[lane]
+            store_tile(tile_rows, t0, n, out)
+        for lane in range(lanes):
+            for c in range(channels):
+                u[n * LANES + lane, c], s[n * LANES + lane, c] = u_n[c, lane], s_n[c, lane]
 
 
 @njit(**_OPTIONS)

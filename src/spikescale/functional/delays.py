@@ -57,6 +57,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from . import delay_kernels
+from .lif import LIFState, check_reset, kernel_for
+from .surrogate import SurrogateLike, get_surrogate
 from .precision import full_precision
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "interpolation_taps",
     "delay_kernel",
     "integer_delays",
+    "integer_delay_lif",
     "one_hot_kernel",
     "tap_window",
     "CostConstants",
@@ -729,6 +732,65 @@ def integer_delay_conv(
     if method == "taps":
         return _sparse_taps(x, weight.unsqueeze(-1), delays, max_delay, length, state)
     return kernel_conv(x, one_hot_kernel(weight, delays, max_delay), length=length, method=method, state=state)
+
+
+def integer_delay_lif(
+    x: Tensor,
+    weight: Tensor,
+    delays: Tensor,
+    max_delay: int,
+    lif_state: LIFState,
+    beta: Tensor,
+    threshold: Union[float, Tensor] = 1.0,
+    *,
+    reset: str = "hard",
+    scale_input: bool = False,
+    surrogate: SurrogateLike = "atan",
+    gain: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    length: str = "extend",
+    state: Optional[DelayState] = None,
+) -> Optional[tuple[Tensor, DelayState, LIFState]]:
+    r"""Inference of an integer-delay layer and its LIF soma in one compiled pass, or ``None`` where it does
+    not apply.
+
+    The same values as :func:`integer_delay_conv` (``method="taps"``), then
+    :math:`I_t = \mathrm{gain} \odot y_t + \mathrm{bias}` (BatchNorm with running statistics, folded), then
+    :func:`spikescale.functional.lif.lif_sequence` on ``I`` from ``lif_state``:
+    :math:`u_t = c I_t + \beta u_{t-1} (1 - h s_{t-1}) - \theta_{soft} s_{t-1}`, :math:`s_t = H(u_t - \theta)`
+    (``reset``, ``scale_input`` and ``surrogate`` as there; the surrogate only decides whether the spike
+    is the Heaviside step, which the compiled soma assumes). The delayed sums never leave the cache: each tile of 16 steps
+    is summed and then run through the soma. ``gain`` and ``bias`` are ``[O]`` (default 1 and 0).
+
+    Applies when the compiled kernels serve ``x`` (numba, the numba LIF backend, CPU, float32/float64), no
+    gradient is needed and ``x`` holds only 0 and 1; otherwise returns ``None`` and the caller runs the three
+    steps. Returns ``(spikes [T_out, B, O], delay state, LIFState)``.
+    """
+    check_max_delay(max_delay, odd=False)
+    _check_delays(delays, max_delay)
+    _check_input(x, weight.shape[1], "integer_delay_lif")
+    check_reset(reset)
+    outputs = weight.shape[0]
+    threshold = torch.as_tensor(threshold, dtype=x.dtype)
+    gain = x.new_ones(outputs) if gain is None else gain.detach().to(x.dtype).contiguous()
+    bias = x.new_zeros(outputs) if bias is None else bias.detach().to(x.dtype).contiguous()
+    compiled_soma = kernel_for("lif_sequence", x, get_surrogate(surrogate)) is not None
+    if not (delay_kernels.available() and compiled_soma and x.device.type == "cpu"):
+        return None
+    if _needs_grad(x, weight, beta, threshold, gain, bias, lif_state.u, lif_state.s):
+        return None
+    from ..kernels.numba_cpu import soma_coefficients
+
+    out_steps = output_length(x.shape[0], max_delay, length)
+    x_ext, lead = _extended_input(x, state)
+    soma = soma_coefficients(beta, threshold, reset, scale_input, outputs, x)
+    fused = delay_kernels.spike_tap_lif(
+        x_ext, weight, delays, lead, out_steps, gain, bias, soma, lif_state.u, lif_state.s
+    )
+    if fused is None:
+        return None
+    spikes, u, s = fused
+    return spikes, _state_after(state, x, out_steps, max_delay), LIFState(u, s)
 
 
 def depthwise_delay_conv(

@@ -40,6 +40,8 @@ from ..functional.surrogate import ATan, FastSigmoid, MultiGaussian, Rectangular
 
 __all__ = [
     "surrogate_grad",
+    "soma_coefficients",
+    "soma_update",
     "lif_forward",
     "lif_backward",
     "scan_forward",
@@ -69,14 +71,21 @@ def _vector(value: Tensor, size: int, like: Tensor) -> np.ndarray:
     return _np(value.detach().to(like.dtype).expand(size))
 
 
-def _soma_coefficients(beta: Tensor, threshold: Tensor, reset: str, scale_input: bool, neurons: int, like: Tensor):
-    """Per-neuron ``(β, c, θ, θ_soft)`` and ``[1, h, soft]`` in the dtype of ``like`` (see the module docstring)."""
+def soma_coefficients(beta: Tensor, threshold: Tensor, reset: str, scale_input: bool, neurons: int, like: Tensor):
+    """Per-neuron ``(β, c, θ, θ_soft)`` and ``[1, h, soft]`` in the dtype of ``like``: the arguments of
+    :func:`soma_update` (see the module docstring)."""
     beta_v = _vector(beta, neurons, like)
     theta_v = _vector(threshold, neurons, like)
     scale = _np((1.0 - beta.detach().to(like.dtype)).expand(neurons)) if scale_input else np.ones(neurons, beta_v.dtype)
     soft = theta_v if reset == "soft" else np.zeros(neurons, beta_v.dtype)
     consts = np.array([1.0, 1.0 if reset == "hard" else 0.0, 1.0 if reset == "soft" else 0.0], beta_v.dtype)
     return beta_v, scale, theta_v, soft, consts
+
+
+@njit(inline="always", **_JIT)
+def soma_update(current, u, s, scale, beta, soft, hard, one):
+    """The membrane after one step: ``c I_t + β (u_{t-1} (1 - h s_{t-1})) - θ_soft s_{t-1}`` (module docstring)."""
+    return (scale * current + beta * (u * (one - s * hard))) - soft * s
 
 
 # ----------------------------------------------------------------------------------------- surrogates
@@ -212,7 +221,7 @@ def _lif_forward(current, scale, beta, theta, soft, consts, u0, s0, chunk, keep,
         for t in range(steps):
             cur, out = current[t, j0:j1], s_out[t, j0:j1]
             for n in range(u.size):
-                new = (c[n] * cur[n] + b[n] * (u[n] * (one - s[n] * hard))) - so_[n] * s[n]
+                new = soma_update(cur[n], u[n], s[n], c[n], b[n], so_[n], hard, one)
                 u[n] = new
                 s[n] = one if new > th[n] else zero
                 out[n] = s[n]
@@ -234,7 +243,7 @@ def lif_forward(current: Tensor, beta: Tensor, threshold: Tensor, u0: Tensor, s0
     use_threads(current.numel())
     steps, batch, neurons = current.shape
     lanes = batch * neurons
-    coefficients = _soma_coefficients(beta, threshold, reset, scale_input, neurons, current)
+    coefficients = soma_coefficients(beta, threshold, reset, scale_input, neurons, current)
     beta_v, scale, theta, soft = (_tiled(v, batch) for v in coefficients[:4])
     spikes = torch.empty_like(current)
     u_last = current.new_empty(batch, neurons)
@@ -337,7 +346,7 @@ def lif_backward(
     steps, batch, neurons = u_all.shape
     lanes = batch * neurons
     like = u_all
-    coefficients = _soma_coefficients(beta, threshold, reset, scale_input, neurons, like)
+    coefficients = soma_coefficients(beta, threshold, reset, scale_input, neurons, like)
     beta_v, scale, theta, soft = (_tiled(v, batch) for v in coefficients[:4])
     consts = coefficients[4]
     u = u_all.numpy().reshape(steps, lanes)
@@ -536,7 +545,7 @@ def _recurrent_input(feedforward, w_rec_t, s_prev, current):
 def _soma_forward_row(total, u, s, beta, scale, theta, soft, hard, one, u_out, s_out, s_mask):
     zero = one - one
     for n in range(u.size):
-        new = (scale[n] * total[n] + beta[n] * (u[n] * (one - s[n] * hard))) - soft[n] * s[n]
+        new = soma_update(total[n], u[n], s[n], scale[n], beta[n], soft[n], hard, one)
         spike = new > theta[n]
         u[n] = new
         s[n] = one if spike else zero
@@ -569,7 +578,7 @@ def dh_recurrent_forward(feedforward, w_rec, alpha, beta, threshold, i0, u0, s0,
     use_threads(feedforward.numel())
     steps, batch, neurons, branches = feedforward.shape
     like = feedforward
-    beta_v, scale, theta, soft, consts = _soma_coefficients(beta, threshold, reset, scale_input, neurons, like)
+    beta_v, scale, theta, soft, consts = soma_coefficients(beta, threshold, reset, scale_input, neurons, like)
     a, a_scale = _flat_alpha(alpha, like)
     u_all = like.new_empty(steps, batch, neurons)
     spikes = like.new_empty(steps, batch, neurons)
@@ -663,7 +672,7 @@ def dh_recurrent_backward(
     use_threads(feedforward.numel())
     steps, batch, neurons, branches = feedforward.shape
     like = feedforward
-    beta_v, scale, theta, soft, consts = _soma_coefficients(beta, threshold, reset, scale_input, neurons, like)
+    beta_v, scale, theta, soft, consts = soma_coefficients(beta, threshold, reset, scale_input, neurons, like)
     a, a_scale = _flat_alpha(alpha, like)
     sg = surrogate_grad(surrogate, u_all.numpy(), theta)
     g_current = torch.empty_like(feedforward)

@@ -444,6 +444,9 @@ class DelayBlock(SpikingLayer):
         return self.norm(z.reshape(-1, self.out_features)).reshape(z.shape)
 
     def _sequence(self, x, state):
+        fused = self._fused_inference(x, state)
+        if fused is not None:
+            return fused
         z, delay_state = self.delay.project(x, state.delay)
         soma = self.soma
         spikes, lif = lif_sequence(self._normalise(z), state.lif, soma.beta(), soma.threshold, **soma.options())
@@ -451,6 +454,31 @@ class DelayBlock(SpikingLayer):
             keep = 1.0 - self.dropout
             mask = torch.empty(spikes.shape[1:], device=spikes.device, dtype=spikes.dtype).bernoulli_(keep) / keep
             spikes = spikes * mask
+        return spikes, DelayBlockState(delay_state, lif)
+
+    def _fused_inference(self, x, state) -> Optional[tuple[Tensor, DelayBlockState]]:
+        """Evaluation with integer delays on the few-tap kernels: delay, BatchNorm (running statistics) and LIF
+        in one compiled pass (:func:`spikescale.functional.delays.integer_delay_lif`); ``None`` where it does
+        not apply."""
+        delay, norm, soma = self.delay, self.norm, self.soma
+        if self.training or delay.kind != "synaptic" or not delay.uses_integer_delays or delay._method(x, 1) != "taps":
+            return None
+        gain = bias = None
+        if norm is not None:
+            if norm.training or norm.running_mean is None:
+                return None
+            gain = torch.rsqrt(norm.running_var + norm.eps)
+            bias = -norm.running_mean * gain
+            if norm.affine:
+                gain, bias = gain * norm.weight, bias * norm.weight + norm.bias
+        fused = fd.integer_delay_lif(
+            x, delay.weight, delay.integer_delays(), delay.max_delay, state.lif, soma.beta(), soma.threshold,
+            reset=soma.reset, scale_input=soma.scale_input, surrogate=soma.surrogate, gain=gain, bias=bias,
+            length=delay.length, state=state.delay,
+        )
+        if fused is None:
+            return None
+        spikes, delay_state, lif = fused
         return spikes, DelayBlockState(delay_state, lif)
 
     def _step(self, x, state):
