@@ -5,6 +5,7 @@ import torch
 
 from spikescale.functional import delay_kernels
 from spikescale.functional import delays as fd
+from spikescale.functional.lif import LIFState, lif_sequence
 
 D = torch.float64
 
@@ -464,3 +465,24 @@ def test_bad_arguments(call, message):
         positions.clamp_(-3, 3)
     with pytest.raises(ValueError, match=message):
         call(weight, positions, torch.randn(5, 2, 5, dtype=D))
+
+
+@pytest.mark.skipif(not delay_kernels.available(), reason="numba is not installed")
+def test_integer_delay_lif_is_the_delay_the_affine_and_the_lif_in_one_pass():
+    torch.manual_seed(6)
+    weight = torch.randn(9, 7, 2, dtype=D)
+    delays = torch.randint(0, 11, (9, 7, 2))
+    x = (torch.rand(25, 18, 7) < 0.4).to(D)
+    gain, bias = torch.rand(9, dtype=D) + 0.5, torch.randn(9, dtype=D) * 0.2
+    beta, threshold = torch.rand(9, dtype=D) * 0.9, torch.rand(9, dtype=D) + 0.5  # per-neuron θ
+    start = LIFState(torch.randn(18, 9, dtype=D), (torch.rand(18, 9) < 0.5).to(D))
+    options = dict(reset="soft", scale_input=True)
+    spikes, state, lif = fd.integer_delay_lif(
+        x, weight, delays, 11, start, beta, threshold, gain=gain, bias=bias, length="same", **options
+    )
+    y, ref_state = fd.integer_delay_conv(x, weight, delays, 11, length="same", method="taps")
+    ref, ref_lif = lif_sequence(gain * y + bias, start, beta, threshold, **options)
+    assert torch.equal(spikes, ref) and torch.equal(state.buffer, ref_state.buffer)
+    assert torch.allclose(lif.u, ref_lif.u, rtol=0, atol=1e-12) and torch.equal(lif.s, ref_lif.s)
+    learned_gain = gain.clone().requires_grad_()  # a gradient is asked for: the caller must run the steps
+    assert fd.integer_delay_lif(x, weight, delays, 11, start, beta, threshold, gain=learned_gain) is None

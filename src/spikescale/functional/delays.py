@@ -759,8 +759,9 @@ def integer_delay_lif(
     :func:`spikescale.functional.lif.lif_sequence` on ``I`` from ``lif_state``:
     :math:`u_t = c I_t + \beta u_{t-1} (1 - h s_{t-1}) - \theta_{soft} s_{t-1}`, :math:`s_t = H(u_t - \theta)`
     (``reset``, ``scale_input`` and ``surrogate`` as there; the surrogate only decides whether the spike
-    is the Heaviside step, which the compiled soma assumes). The delayed sums never leave the cache: each tile of 16 steps
-    is summed and then run through the soma. ``gain`` and ``bias`` are ``[O]`` (default 1 and 0).
+    is the Heaviside step, which the compiled soma assumes). The delayed sums never leave the cache: each
+    tile of 16 steps is summed and then run through the soma. ``gain`` and ``bias`` are ``[O]`` (default 1
+    and 0).
 
     Applies when the compiled kernels serve ``x`` (numba, the numba LIF backend, CPU, float32/float64), no
     gradient is needed and ``x`` holds only 0 and 1; otherwise returns ``None`` and the caller runs the three
@@ -772,14 +773,16 @@ def integer_delay_lif(
     check_reset(reset)
     outputs = weight.shape[0]
     threshold = torch.as_tensor(threshold, dtype=x.dtype)
-    gain = x.new_ones(outputs) if gain is None else gain.detach().to(x.dtype).contiguous()
-    bias = x.new_zeros(outputs) if bias is None else bias.detach().to(x.dtype).contiguous()
+    affine = [t for t in (gain, bias) if t is not None]
+    if _needs_grad(x, weight, beta, threshold, lif_state.u, lif_state.s, *affine):
+        return None
     compiled_soma = kernel_for("lif_sequence", x, get_surrogate(surrogate)) is not None
     if not (delay_kernels.available() and compiled_soma and x.device.type == "cpu"):
         return None
-    if _needs_grad(x, weight, beta, threshold, gain, bias, lif_state.u, lif_state.s):
-        return None
     from ..kernels.numba_cpu import soma_coefficients
+
+    gain = x.new_ones(outputs) if gain is None else gain.detach().to(x.dtype).contiguous()
+    bias = x.new_zeros(outputs) if bias is None else bias.detach().to(x.dtype).contiguous()
 
     out_steps = output_length(x.shape[0], max_delay, length)
     x_ext, lead = _extended_input(x, state)
