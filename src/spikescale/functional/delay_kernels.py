@@ -157,8 +157,7 @@ def sparse_tap_conv(x_ext: Tensor, values: Tensor, start: Tensor, lead: int, out
     if x_ext.device.type != "cpu":
         raise ValueError(f"the compiled sparse-tap kernels run on CPU tensors, got device {x_ext.device}")
     _use_threads(x_ext.numel() * values.shape[0])
-    taps = values.shape[-1]
-    span = int(start.max().item()) + taps - 1 if start.numel() else taps - 1
+    span = _span(start, values.shape[-1])
     values = values.to(x_ext.dtype)
     if not (torch.is_grad_enabled() and (x_ext.requires_grad or values.requires_grad)):
         spikes = _packed_spikes(x_ext, span - lead, _round_up(out_steps) + span)
@@ -167,13 +166,27 @@ def sparse_tap_conv(x_ext: Tensor, values: Tensor, start: Tensor, lead: int, out
     return _SparseTapConv.apply(x_ext, values, start.contiguous(), lead, out_steps, span)
 
 
-def _spike_tap_conv(spikes: Tensor, values: Tensor, start: Tensor, out_steps: int, span: int, batch: int) -> Tensor:
-    """The forward pass of :class:`_SparseTapConv` on a spike source packed by :func:`_packed_spikes`."""
+def _span(start: Tensor, taps: int) -> int:
+    """Rows of history the windows reach back: the largest first delay plus ``W − 1``."""
+    return (int(start.max().item()) if start.numel() else 0) + taps - 1
+
+
+def _spike_tap_conv(spikes: Tensor, values: Tensor, start: Tensor, out_steps: int, span: int, batch: int,
+                    soma: Optional[tuple] = None) -> Tensor:
+    """The forward pass of :class:`_SparseTapConv` on a spike source packed by :func:`_packed_spikes`; with
+    ``soma = (gain, bias, coefficients, u, s)`` each tile then runs through the soma (:func:`spike_tap_lif`;
+    ``u`` and ``s`` are updated in place) and the result is its spikes."""
     outputs, inputs, count, taps = values.shape
     offsets = _entries(start, spikes.shape[2], span, -1, unit=1)
     flat_values = values.reshape(outputs, inputs * count, taps).contiguous()
     out = values.new_empty(out_steps, batch, outputs)
-    _kernels().gather_accumulate(spikes.numpy().view(np.uint16), offsets.numpy(), flat_values.numpy(), out.numpy())
+    operands = (spikes.numpy().view(np.uint16), offsets.numpy(), flat_values.numpy())
+    if soma is None:
+        _kernels().gather_accumulate(*operands, out.numpy())
+    else:
+        gain, bias, (beta, scale, theta, soft, consts), u, s = soma
+        _kernels().gather_lif(*operands, gain.numpy(), bias.numpy(), scale, beta, theta, soft, consts, u.numpy(),
+                              s.numpy(), out.numpy())
     return out
 
 
@@ -188,20 +201,13 @@ def spike_tap_lif(x_ext: Tensor, weight: Tensor, start: Tensor, lead: int, out_s
     ``x_ext`` is neither 0 nor 1 (the vector path then applies).
     """
     _use_threads(x_ext.numel() * weight.shape[0])
-    span = int(start.max().item()) if start.numel() else 0
+    span = _span(start, 1)
     spikes = _packed_spikes(x_ext, span - lead, _round_up(out_steps) + span)
     if spikes is None:
         return None
-    outputs, inputs, count = start.shape
-    offsets = _entries(start, spikes.shape[2], span, -1, unit=1)
-    values = weight.detach().to(x_ext.dtype).reshape(outputs, inputs * count, 1).contiguous()
     u, s = (t.detach().to(x_ext.dtype).contiguous().clone() for t in (u0, s0))
-    out = x_ext.new_empty(out_steps, x_ext.shape[1], outputs)
-    beta, scale, theta, soft, consts = soma
-    _kernels().gather_lif(
-        spikes.numpy().view(np.uint16), offsets.numpy(), values.numpy(), gain.numpy(), bias.numpy(), scale, beta,
-        theta, soft, consts, u.numpy(), s.numpy(), out.numpy(),
-    )
+    values = weight.detach().to(x_ext.dtype).unsqueeze(-1)
+    out = _spike_tap_conv(spikes, values, start, out_steps, span, x_ext.shape[1], (gain, bias, soma, u, s))
     return out, u, s
 
 

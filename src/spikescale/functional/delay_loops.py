@@ -91,26 +91,33 @@ def gather_accumulate(src, offsets, values, out):  # pragma: no cover - compiled
     steps, batch, channels = out.shape
     unit = LANES if src.ndim == 4 else 1
     panel = src.shape[1] * src.shape[2] * unit
-    entries, taps = values.shape[1], values.shape[2]
-    block = GROUP * (entries // src.shape[1])  # the entries of GROUP source channels
     flat_src = src.reshape(-1)
-    height = SINGLE_TAP_ROWS if taps == 1 else ROWS
+    height = SINGLE_TAP_ROWS if values.shape[2] == 1 else ROWS
     tiles = -(-steps // height)
     for task in prange(src.shape[0] * tiles):  # sample-group-major: neighbouring tiles share source rows
         n = task // tiles
         t0 = (task - n * tiles) * height
-        base = n * panel + t0 * unit
         tile_rows = np.empty((channels, height, LANES), values.dtype)
-        flat_tile = tile_rows.reshape(-1)
-        for first in range(0, entries, block):
-            last = min(entries, first + block)
-            for c in range(channels):
-                at = c * height * LANES
-                if taps == 1:
-                    tile_single(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
-                else:
-                    tile_window(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
+        gather_tile(flat_src, src.shape[1], n * panel + t0 * unit, offsets, values, tile_rows)
         store_tile(tile_rows, t0, n, out)
+
+
+@njit(nogil=True, fastmath=True, boundscheck=False, cache=True)
+def gather_tile(flat_src, sources, base, offsets, values, tile_rows):  # pragma: no cover - compiled
+    # tile_rows[c, k, l] = Σ_{e,j} values[c, e, j] · flat_src[base + offsets[c, e] + u (k − j) (+ l)] for every
+    # channel c: the entries taken GROUP source channels at a time (their rows stay in the L1 cache)
+    channels, height = tile_rows.shape[0], tile_rows.shape[1]
+    entries, taps = values.shape[1], values.shape[2]
+    block = GROUP * (entries // sources)
+    flat_tile = tile_rows.reshape(-1)
+    for first in range(0, entries, block):
+        last = min(entries, first + block)
+        for c in range(channels):
+            at = c * height * LANES
+            if taps == 1:
+                tile_single(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
+            else:
+                tile_window(flat_src, base, offsets, values, taps, first, last, c, flat_tile, at, first == 0)
 
 
 @njit(**_OPTIONS)
@@ -122,24 +129,17 @@ def gather_lif(src, offsets, values, gain, bias, scale, beta, theta, soft, const
     one, hard = consts[0], consts[1]
     zero = one - one
     panel = src.shape[1] * src.shape[2]
-    entries = values.shape[1]
-    block = GROUP * (entries // src.shape[1])
     flat_src = src.reshape(-1)
     for n in prange(src.shape[0]):  # the soma runs forward in time: one task per sample group
         lanes = min(LANES, batch - n * LANES)
         tile_rows = np.empty((channels, SINGLE_TAP_ROWS, LANES), values.dtype)
-        flat_tile = tile_rows.reshape(-1)
         u_n = np.zeros((channels, LANES), values.dtype)
         s_n = np.zeros((channels, LANES), values.dtype)
         for lane in range(lanes):
             for c in range(channels):
                 u_n[c, lane], s_n[c, lane] = u[n * LANES + lane, c], s[n * LANES + lane, c]
         for t0 in range(0, steps, SINGLE_TAP_ROWS):
-            for first in range(0, entries, block):
-                last = min(entries, first + block)
-                for c in range(channels):
-                    tile_single(flat_src, n * panel + t0, offsets, values, 1, first, last, c, flat_tile,
-                                c * SINGLE_TAP_ROWS * LANES, first == 0)
+            gather_tile(flat_src, src.shape[1], n * panel + t0, offsets, values, tile_rows)
             for c in range(channels):
                 u_c, s_c, row_gain, row_bias = u_n[c], s_n[c], gain[c], bias[c]
                 for k in range(min(SINGLE_TAP_ROWS, steps - t0)):
