@@ -57,7 +57,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from . import delay_kernels
-from .lif import LIFState, check_reset, kernel_for
+from .lif import LIFState, _as_threshold, check_reset, kernel_for
 from .surrogate import SurrogateLike, get_surrogate
 from .precision import full_precision
 
@@ -187,8 +187,8 @@ def _tap_floor(dtype: torch.dtype) -> float:
     """Smallest exponent of a nonzero gauss tap: ``ln(tiny / eps)`` of ``dtype`` (−71.4 in float32).
 
     Taps below ``tiny / eps`` (8.6e-32 in float32) are set to exactly zero. Their products with a weight
-    or a gradient above ``eps`` in magnitude would be subnormal, and on many x86 CPUs every arithmetic
-    operation on a subnormal number is 10–100× slower: with the old floor of ``e · tiny`` the dense
+    or a gradient above ``eps`` in magnitude would be subnormal, and many x86 CPUs compute with subnormal
+    numbers far more slowly than with normal ones: with the old floor of ``e · tiny`` the dense
     kernel ``w · ĝ`` was mostly subnormal at small σ, and a training step of the dense or Fourier path
     took up to 30× longer on an Intel Xeon (docs/delays.md). No sum with the central tap (at least
     ``exp(−1/(8 s²))``) can tell such a tap from zero.
@@ -772,7 +772,7 @@ def integer_delay_lif(
     _check_input(x, weight.shape[1], "integer_delay_lif")
     check_reset(reset)
     outputs = weight.shape[0]
-    threshold = torch.as_tensor(threshold, dtype=x.dtype)
+    threshold = _as_threshold(threshold, x)
     affine = [t for t in (gain, bias) if t is not None]
     if _needs_grad(x, weight, beta, threshold, lif_state.u, lif_state.s, *affine):
         return None
